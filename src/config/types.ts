@@ -1,0 +1,66 @@
+/** The merged configuration (config/default.json + local override). Keys: docs/configuration.md. */
+export interface VehicleConfig {
+  dischargeFloorPct: number;
+  backupFloorPct: number;
+  targetSocPct: number;
+  /** Daily departure, local HH:MM in `timezone`, or null. */
+  departureTime: string | null;
+  v2gEnabled: boolean;
+  maxDischargeW: number | null;
+  maxChargeW: number | null;
+  /** Usable capacity when the car does not report one, Wh. */
+  capacityWh: number | null;
+  /** `departure`: charge just in time for the departure target; `immediate`: charge to target at once. */
+  chargeStrategy: 'departure' | 'immediate';
+  /** Safety margin on the time needed to reach the target before departure, s. */
+  departureMarginS: number;
+  /** Which departure wins when both the car and the config give one. */
+  departureSource: 'config' | 'car';
+}
+
+export interface BackupConfig {
+  enabled: boolean;
+  targetHours: number;
+  reconnectDelayS: number;
+  contactorTimeoutS: number;
+  loadRestoreStaggerS: number;
+  shedDwellS: number;
+  rejoinRampS: number;
+}
+
+export interface ControlConfig {
+  tickS: number;
+  socMaxAgeS: number;
+  inverterMaxAgeS: number;
+  faultAfterS: number;
+  faultClearS: number;
+  faultOpensContactor: 'always' | 'when-grid-absent';
+}
+
+export interface Config {
+  deviceId: string;
+  timezone: string | null;
+  vehicle: VehicleConfig;
+  backup: BackupConfig;
+  site: { gridImportLimitW: number | null; gridExportLimitW: number | null };
+  control: ControlConfig;
+  inverter: { driver: 'sim' | 'sunspec' | 'can-bms'; timeoutMs: number; retries: number; reversionS: number; modbus?: Record<string, unknown>; can?: Record<string, unknown>; [k: string]: unknown };
+  vehicleLink: { driver: 'sim' | 'everest'; url: string; evseId: string; forwardLimit: boolean; [k: string]: unknown };
+  gpio: { driver: 'sim' | 'onoff' | 'none'; [k: string]: unknown };
+  uplink: { url: string | null; prefix: string; groups: string[]; stateIntervalS: number; [k: string]: unknown };
+  storage: { path: string; [k: string]: unknown };
+  reward: { ratePerKWh: number | null; currency: string; [k: string]: unknown };
+  simulation?: SimulationConfig;
+}
+
+export interface SimulationConfig {
+  vehicle?: { capacityWh?: number; socPct?: number; maxChargeW?: number; maxDischargeW?: number };
+  inverter?: { ratedW?: number; efficiency?: number };
+  houseLoadW?: number;
+  sheddableLoadsW?: number[];
+  servePort?: number;
+  [k: string]: unknown;
+}
+
+/** The part of the config the pure control core reads. */
+export type ControlSettings = Pick<Config, 'vehicle' | 'backup' | 'site' | 'control' | 'timezone'>;

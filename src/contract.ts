@@ -1,0 +1,65 @@
+/**
+ * The outward contract's message shapes (../shared/docs/contract.md §1), shared by the runtime,
+ * the store's outbox and the uplink. Topics are relative to `<prefix>/<deviceId>`.
+ */
+import type { DispatchResponse, Mode, SocSource } from './control/types.ts';
+
+/** Message classes decide outbox retention: `ledger` and `response` rows are never dropped. */
+export type MessageClass = 'status' | 'state' | 'flex' | 'event' | 'response' | 'ledger';
+
+/**
+ * A message the device sends. `ts` and `seq` are added when it is enqueued (seq strictly increasing,
+ * per device, across restarts). QoS 1 messages go through the durable outbox; QoS 0 ones do not.
+ */
+export interface OutboundMessage {
+  /** Topic under the device root, e.g. `dispatch/response`; or absolute when `absoluteTopic` is set. */
+  topic: string;
+  payload: Record<string, unknown>;
+  qos: 0 | 1;
+  retain: boolean;
+  class: MessageClass;
+  /** MQTT 5 request/response: also publish to this topic with this correlation data. */
+  responseTopic?: string;
+  correlationData?: string; // base64
+  absoluteTopic?: boolean;
+}
+
+export interface StatePayload {
+  mode: Mode;
+  grid: 'up' | 'down';
+  vehicle: { connected: boolean; socPct: number | null; socAgeS: number | null; socSource: SocSource };
+  powerW: number;
+  setpointW: number;
+  floors: { dischargeFloorPct: number; effectiveFloorPct: number; backupFloorPct: number };
+  dispatchId: string | null;
+  energy: { importedWh: number; exportedWh: number };
+  backup?: { phase: string; hoursLeft: number | null; shedTiers: number[] };
+  departure?: { at: string | null; atRisk: boolean };
+  reasons?: string[];
+}
+
+export interface FlexPayload {
+  maxDischargeW: number;
+  maxChargeW: number;
+  dischargeableWh: number;
+  chargeableWh: number;
+  until: string | null;
+}
+
+export interface LedgerPayload {
+  id: string;
+  start: string;
+  end: string;
+  exportedWh: number;
+  importedWh: number;
+  carSideWh?: number;
+  status?: string;
+  interrupted?: boolean;
+  reward?: { amount: number; currency: string };
+}
+
+export type ResponsePayload = Omit<DispatchResponse, 'source'>;
+
+export function isoUtc(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}

@@ -1,0 +1,231 @@
+/**
+ * Types of the pure control core. `decide(snapshot, config, memory, nowMs)` maps these to a Plan.
+ * Nothing here refers to a port, a file or a clock.
+ */
+
+export type Mode = 'idle' | 'charge' | 'discharge' | 'backup' | 'fault';
+
+export type SocSource = 'vehicle' | 'inverter' | 'tracked' | 'none';
+
+/** A validated dispatch request (contract §1.1); times as epoch ms. */
+export interface DispatchRequest {
+  id: string;
+  powerW: number;
+  /** Absent = start when received. */
+  startMs?: number;
+  durationS: number;
+  expiresAtMs?: number;
+}
+
+/** What arrives from the aggregator, after validation: a new dispatch or a cancel. */
+export type DispatchCommand =
+  | { kind: 'dispatch'; request: DispatchRequest; receivedMs: number; source: string; body: string }
+  | { kind: 'cancel'; id: string; receivedMs: number; source: string };
+
+export type DispatchStatus = 'accepted' | 'rejected' | 'active' | 'curtailed' | 'completed' | 'cancelled' | 'superseded' | 'expired';
+
+export const TERMINAL_STATUSES: ReadonlySet<DispatchStatus> = new Set(['rejected', 'completed', 'cancelled', 'superseded', 'expired']);
+
+/** Reason codes of contract §1.1, plus the device's own additions (docs/mqtt.md). */
+export type ReasonCode =
+  | 'invalid' | 'expired' | 'duplicate_conflict' | 'v2g_disabled' | 'no_vehicle' | 'floor' | 'backup_active' | 'fault'
+  | 'unknown_id' | 'already_finished' | 'departure' | 'max_soc' | 'stale_data' | 'grid_limit' | 'vehicle_limit'
+  | 'inverter_limit' | 'homeowner_limit' | 'soc_unknown' | 'not_bidirectional' | 'estop';
+
+export interface DispatchResponse {
+  id: string;
+  status: DispatchStatus;
+  reason?: ReasonCode | string;
+  acceptedW?: number;
+  deliveredWh?: number;
+  /** Where the request came from (`device` or `group:<name>`), so a response can go back the same way. */
+  source?: string;
+}
+
+/** One dispatch as the core tracks it. */
+export interface DispatchRecord {
+  id: string;
+  request: DispatchRequest;
+  /** Canonical request body, for the duplicate-id rule. */
+  body: string;
+  source: string;
+  receivedMs: number;
+  startMs: number;
+  endMs: number;
+  status: DispatchStatus;
+  reason?: string;
+  acceptedW?: number;
+  /** When it started delivering (first tick `active`). */
+  startedMs?: number;
+  /** When it reached a terminal status. */
+  endedMs?: number;
+  /** AC-side energy out of the car during the dispatch, Wh (>= 0). */
+  exportedWh: number;
+  /** AC-side energy into the car during the dispatch, Wh (>= 0). */
+  importedWh: number;
+  /** Car-side energy, Wh, signed: positive = into the car. */
+  carSideWh: number;
+}
+
+/** Energy moved since the previous decide() call, measured by the runtime (see metering.ts). */
+export interface EnergyDelta {
+  /** AC energy out of the car, Wh (>= 0). */
+  exportedWh: number;
+  /** AC energy into the car, Wh (>= 0). */
+  importedWh: number;
+  /** Car-side energy, signed Wh (positive = into the car). */
+  carSideWh: number;
+}
+
+/** Everything the core sees at one instant. Times are epoch ms; ages are derived from `nowMs`. */
+export interface Snapshot {
+  vehicle: {
+    connected: boolean;
+    socPct?: number;
+    /** When the SoC was measured (or last tracked from a measurement). */
+    socAtMs?: number;
+    socSource: SocSource;
+    capacityWh?: number;
+    minSocPct?: number;
+    maxSocPct?: number;
+    targetSocPct?: number;
+    departureAtMs?: number;
+    maxChargeW?: number;
+    maxDischargeW?: number;
+    /** False when the session did not negotiate bidirectional transfer. Undefined = not reported. */
+    bidirectional?: boolean;
+    /** When the link last heard anything. */
+    atMs?: number;
+    fault?: string;
+  };
+  inverter: {
+    atMs?: number;
+    powerW?: number;
+    ratedW?: number;
+    maxChargeW?: number;
+    maxDischargeW?: number;
+    efficiency?: number;
+    gridForming?: boolean;
+    /** 701 ConnSt. */
+    connected?: boolean;
+    /** 701 Alrm GRID_DISCONNECT / AC under-voltage, i.e. the inverter sees no grid. */
+    gridAlarm?: boolean;
+    islandCapable?: boolean;
+    fault?: string;
+  };
+  grid: {
+    /** Grid sense line, undefined when there is none or it is unknown. */
+    sensePresent?: boolean;
+    fault?: string;
+  };
+  contactor: {
+    /** Feedback contact; undefined = no feedback line. */
+    feedbackClosed?: boolean;
+    commandedClosed: boolean;
+  };
+  estopPressed: boolean;
+  /** House consumption, W (excluding the charger); undefined = not metered. */
+  houseLoadW?: number;
+  /** Number of load-shed tiers installed. */
+  loadTierCount: number;
+  /** Dispatch commands received since the last decide(). */
+  commands: DispatchCommand[];
+  /** Energy moved since the last decide(). */
+  energy: EnergyDelta;
+  /** Config problems or other runtime faults (e.g. a port that failed to open). */
+  runtimeFault?: string;
+}
+
+export type IslandPhase = 'on-grid' | 'opening' | 'islanded' | 'dropped' | 'rejoining';
+
+/** State the core carries from one call to the next. Start from `initialMemory()`. */
+export interface Memory {
+  mode: Mode;
+  modeSinceMs: number;
+  /** When inputs first went stale / a driver went into error, if they still are. */
+  unhealthySinceMs?: number;
+  /** When inputs were last seen healthy again after a fault (for `faultClearS`). */
+  healthySinceMs?: number;
+  faultReason?: string;
+  island: {
+    phase: IslandPhase;
+    sinceMs: number;
+    /** When the grid was lost (start of the outage). */
+    outageStartMs?: number;
+    /** Grid seen continuously present since (for the reconnect delay). */
+    gridStableSinceMs?: number;
+    /** When the house was last back on the grid (for the rejoin ramp). */
+    rejoinedAtMs?: number;
+  };
+  /** Load-shed tiers: true = powered. */
+  loadTiersOn: boolean[];
+  /** Estimated load of each tier, W, learned when it was shed or restored. */
+  tierLoadW: (number | undefined)[];
+  lastShedChangeMs?: number;
+  /** Smoothed house load, W. */
+  houseLoadAvgW?: number;
+  dispatches: DispatchRecord[];
+  /** Last curtailment reason reported per dispatch id, so `curtailed` is reported on change only. */
+  lastSetpointW: number;
+  /** True when the departure target cannot be reached any more (reported in state). */
+  departureAtRisk: boolean;
+}
+
+export interface Floors {
+  dischargeFloorPct: number;
+  backupFloorPct: number;
+  /** The lowest SoC from which the departure target is still reachable, %, or undefined. */
+  departureFloorPct?: number;
+  effectiveFloorPct: number;
+}
+
+export interface PowerLimits {
+  /** Largest charge power allowed now, W (>= 0). */
+  maxChargeW: number;
+  /** Largest discharge power allowed now, W, positive magnitude. */
+  maxDischargeW: number;
+  /** Which limit bounds each direction. */
+  chargeLimitedBy: string;
+  dischargeLimitedBy: string;
+}
+
+export interface CoreEvent {
+  kind: string;
+  severity: 'info' | 'warning' | 'alarm';
+  message: string;
+}
+
+export interface BackupStatus {
+  active: boolean;
+  phase: IslandPhase;
+  /** Hours the car can still carry the house above the backup floor, at the smoothed load. */
+  hoursLeft?: number;
+  /** Hours still wanted to reach `backup.targetHours` from the outage start. */
+  hoursWanted?: number;
+  shedTiers: number[];
+  outageStartMs?: number;
+}
+
+export interface Plan {
+  mode: Mode;
+  /** Power setpoint, W, positive into the car. */
+  setpointW: number;
+  gridForming: boolean;
+  contactorClosed: boolean;
+  loadTiersOn: boolean[];
+  floors: Floors;
+  limits: PowerLimits;
+  activeDispatchId?: string;
+  backup: BackupStatus;
+  /** Why the plan is what it is, most important first (`floor`, `stale_data`, ...). */
+  reasons: string[];
+  responses: DispatchResponse[];
+  events: CoreEvent[];
+  /** Dispatches that reached a terminal status in this call (for settlement). */
+  finished: DispatchRecord[];
+  /** What the aggregator may ask for now (contract §1 `flex`). */
+  flex: { maxDischargeW: number; maxChargeW: number; dischargeableWh: number; chargeableWh: number; untilMs?: number };
+  departureAtMs?: number;
+  departureAtRisk: boolean;
+  memory: Memory;
+}
