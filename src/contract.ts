@@ -63,3 +63,28 @@ export type ResponsePayload = Omit<DispatchResponse, 'source'>;
 export function isoUtc(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
+
+/** An outbound message with its envelope, as stored in the outbox and sent on the wire. */
+export interface QueuedMessage extends OutboundMessage {
+  /** Outbox row id (QoS 1 only); undefined for QoS 0 messages that were never stored. */
+  rowId?: number;
+  /** ISO 8601 UTC time the message was enqueued; also inside the payload as `ts`. */
+  ts: string;
+  /** Per-device, strictly increasing across restarts; also inside the payload as `seq`. */
+  seq: number;
+}
+
+/**
+ * The durable outbox and sequence counter (implemented in SQLite by src/store, in memory for tests).
+ * QoS 1 messages are written before they are sent and deleted only when the broker acknowledges them.
+ */
+export interface OutboxStore {
+  /** Stamp `ts` and `seq` on each message (also into its payload) and persist the QoS 1 ones, in order. */
+  enqueue(msgs: OutboundMessage[], nowMs: number): QueuedMessage[];
+  /** Unacknowledged QoS 1 messages, oldest first. */
+  pending(limit: number): QueuedMessage[];
+  /** The broker acknowledged this row: delete it. */
+  ack(rowId: number): void;
+  /** Number of unacknowledged rows. */
+  size(): number;
+}
