@@ -18,9 +18,16 @@ export interface DispatchRequest {
 }
 
 /** What arrives from the aggregator, after validation: a new dispatch or a cancel. */
+/** Where a response should also go (MQTT 5 response topic and correlation data of the request). */
+export interface ReplyRoute {
+  responseTopic: string;
+  /** Correlation data, base64. */
+  correlationData?: string;
+}
+
 export type DispatchCommand =
-  | { kind: 'dispatch'; request: DispatchRequest; receivedMs: number; source: string; body: string }
-  | { kind: 'cancel'; id: string; receivedMs: number; source: string };
+  | { kind: 'dispatch'; request: DispatchRequest; receivedMs: number; source: string; body: string; replyTo?: ReplyRoute }
+  | { kind: 'cancel'; id: string; receivedMs: number; source: string; replyTo?: ReplyRoute };
 
 export type DispatchStatus = 'accepted' | 'rejected' | 'active' | 'curtailed' | 'completed' | 'cancelled' | 'superseded' | 'expired';
 
@@ -40,6 +47,7 @@ export interface DispatchResponse {
   deliveredWh?: number;
   /** Where the request came from (`device` or `group:<name>`), so a response can go back the same way. */
   source?: string;
+  replyTo?: ReplyRoute;
 }
 
 /** One dispatch as the core tracks it. */
@@ -49,6 +57,7 @@ export interface DispatchRecord {
   /** Canonical request body, for the duplicate-id rule. */
   body: string;
   source: string;
+  replyTo?: ReplyRoute;
   receivedMs: number;
   startMs: number;
   endMs: number;
