@@ -37,7 +37,7 @@ export const TERMINAL_STATUSES: ReadonlySet<DispatchStatus> = new Set(['rejected
 export type ReasonCode =
   | 'invalid' | 'expired' | 'duplicate_conflict' | 'v2g_disabled' | 'no_vehicle' | 'floor' | 'backup_active' | 'fault'
   | 'unknown_id' | 'already_finished' | 'departure' | 'max_soc' | 'stale_data' | 'grid_limit' | 'vehicle_limit'
-  | 'inverter_limit' | 'homeowner_limit' | 'soc_unknown' | 'not_bidirectional' | 'estop';
+  | 'inverter_limit' | 'homeowner_limit' | 'soc_unknown' | 'not_bidirectional' | 'estop' | 'grid_down';
 
 export interface DispatchResponse {
   id: string;
@@ -128,6 +128,8 @@ export interface Snapshot {
     fault?: string;
   };
   contactor: {
+    /** A grid contactor is wired (relay port present). Without one the house cannot be islanded. */
+    installed: boolean;
     /** Feedback contact; undefined = no feedback line. */
     feedbackClosed?: boolean;
     commandedClosed: boolean;
@@ -173,9 +175,18 @@ export interface Memory {
   lastShedChangeMs?: number;
   /** Smoothed house load, W. */
   houseLoadAvgW?: number;
+  /** Load measured just before a tier was shed, to learn that tier's load on the next call. */
+  pendingShed?: { tier: number; loadBeforeW: number };
   dispatches: DispatchRecord[];
-  /** Last curtailment reason reported per dispatch id, so `curtailed` is reported on change only. */
   lastSetpointW: number;
+  /** The dispatch delivering since the last call, whose energy the next call's delta belongs to. */
+  activeDispatchId?: string;
+  /** Since when the contactor feedback disagrees with its command. */
+  contactorMismatchSinceMs?: number;
+  /** When decide() last ran (for smoothing). */
+  lastTickMs?: number;
+  /** Charging toward the departure target has started and holds until the target is reached. */
+  chargeLatched: boolean;
   /** True when the departure target cannot be reached any more (reported in state). */
   departureAtRisk: boolean;
 }

@@ -1,0 +1,310 @@
+/**
+ * The control core: one pure function from a snapshot of every input to a plan.
+ * No I/O, no clock, no randomness: `nowMs` comes in, the next memory goes out inside the plan.
+ * Priority, highest first: fault → backup (grid lost) → stale inputs (zero power) → dispatch → charging need → idle.
+ */
+import type { ControlSettings } from '../config/types.ts';
+import { backupStep } from './backup.ts';
+import { accountEnergy, advance, boundedPowerW, currentDispatch, intake, prune, updateCurtailment } from './dispatch.ts';
+import { ASSUMED_CAPACITY_WH, capacityWh, carOffersDischarge, departure, departureChargeW, efficiency, floors, powerLimits } from './limits.ts';
+import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, ReasonCode, Snapshot } from './types.ts';
+
+export function initialMemory(nowMs: number): Memory {
+  return {
+    mode: 'idle',
+    modeSinceMs: nowMs,
+    island: { phase: 'on-grid', sinceMs: nowMs },
+    loadTiersOn: [],
+    tierLoadW: [],
+    dispatches: [],
+    lastSetpointW: 0,
+    departureAtRisk: false,
+    chargeLatched: false,
+  };
+}
+
+interface Health {
+  /** Problems that zero the power at once and become a fault if they last `faultAfterS`. */
+  soft: string[];
+  /** Problems that are a fault at once. */
+  hard: string[];
+}
+
+function health(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number): Health {
+  const soft: string[] = [];
+  const hard: string[] = [];
+  if (s.estopPressed) hard.push('emergency stop pressed');
+  if (s.runtimeFault) hard.push(s.runtimeFault);
+  if (s.inverter.fault) soft.push(`inverter: ${s.inverter.fault}`);
+  else if (s.inverter.atMs === undefined) soft.push('inverter: no reading yet');
+  else if ((nowMs - s.inverter.atMs) / 1000 > c.control.inverterMaxAgeS) soft.push(`inverter: reading ${Math.round((nowMs - s.inverter.atMs) / 1000)} s old`);
+  if (s.vehicle.connected) {
+    if (s.vehicle.fault) soft.push(`vehicle link: ${s.vehicle.fault}`);
+    if (s.vehicle.socAtMs !== undefined && (nowMs - s.vehicle.socAtMs) / 1000 > c.control.socMaxAgeS)
+      soft.push(`vehicle: SoC ${Math.round((nowMs - s.vehicle.socAtMs) / 1000)} s old`);
+  }
+  if (s.grid.fault) soft.push(`grid sense: ${s.grid.fault}`);
+  const mismatchS = m.contactorMismatchSinceMs === undefined ? 0 : (nowMs - m.contactorMismatchSinceMs) / 1000;
+  if (mismatchS > c.backup.contactorTimeoutS && m.island.phase === 'on-grid')
+    hard.push(`grid contactor feedback shows ${s.contactor.feedbackClosed ? 'closed' : 'open'} while commanded ${s.contactor.commandedClosed ? 'closed' : 'open'}`);
+  return { soft, hard };
+}
+
+function faultContactorClosed(s: Snapshot, c: ControlSettings, gridLost: boolean): boolean {
+  // with the grid present the house stays on it: a charger fault must not black out the home
+  if (c.control.faultOpensContactor === 'always' || !s.contactor.installed) return !s.contactor.installed;
+  return !gridLost && s.grid.sensePresent !== false;
+}
+
+export function decide(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number): Plan {
+  const events: CoreEvent[] = [];
+  const reasons: string[] = [];
+  const responses: DispatchResponse[] = [];
+  const finished: DispatchRecord[] = [];
+
+  // --- inputs and their health -------------------------------------------------------------
+  const h = health(s, c, m, nowMs);
+  const soc = s.vehicle.connected ? s.vehicle.socPct : undefined;
+  const cap = capacityWh(s, c) ?? ASSUMED_CAPACITY_WH;
+  const eff = efficiency(s);
+  const gridLost = s.grid.sensePresent === false || s.inverter.gridAlarm === true;
+  const contactorMismatchSinceMs =
+    s.contactor.installed && s.contactor.feedbackClosed !== undefined && s.contactor.feedbackClosed !== s.contactor.commandedClosed
+      ? m.contactorMismatchSinceMs ?? nowMs
+      : undefined;
+
+  const unhealthySinceMs = h.soft.length ? m.unhealthySinceMs ?? nowMs : undefined;
+  const softPersisted = unhealthySinceMs !== undefined && (nowMs - unhealthySinceMs) / 1000 >= c.control.faultAfterS;
+  const healthy = h.soft.length === 0 && h.hard.length === 0;
+
+  // --- floors, limits, departure -----------------------------------------------------------
+  const dep = departure(s, c, nowMs);
+  const f = floors(s, c, nowMs, dep);
+  const limits = powerLimits(s, c, f, nowMs, m.island.rejoinedAtMs);
+
+  // --- backup / islanding ------------------------------------------------------------------
+  const loadW = m.island.phase === 'on-grid' ? s.houseLoadW : s.houseLoadW ?? (s.inverter.powerW !== undefined ? Math.max(0, -s.inverter.powerW) : undefined);
+  const b = backupStep(m, s, c, {
+    nowMs, gridLost, gridSensedPresent: s.grid.sensePresent === true, healthy, socPct: soc, capacityWh: cap, efficiency: eff, loadW,
+  });
+  events.push(...b.events);
+
+  // --- fault state -------------------------------------------------------------------------
+  let faultReason: string | undefined;
+  if (h.hard.length) faultReason = h.hard[0];
+  else if (b.contactorFault) faultReason = b.contactorFault;
+  else if (softPersisted) faultReason = h.soft[0];
+  const wasFault = m.mode === 'fault';
+  let healthySinceMs = healthy ? m.healthySinceMs ?? nowMs : undefined;
+  let inFault = faultReason !== undefined;
+  if (!inFault && wasFault) {
+    inFault = healthySinceMs === undefined || (nowMs - healthySinceMs) / 1000 < c.control.faultClearS;
+    if (inFault) faultReason = m.faultReason;
+  }
+  if (inFault && !wasFault) events.push({ kind: 'fault', severity: 'alarm', message: `fault: ${faultReason}` });
+  if (!inFault && wasFault) events.push({ kind: 'fault', severity: 'info', message: 'fault cleared' });
+  if (inFault && faultReason !== undefined && !healthy) healthySinceMs = undefined;
+
+  // after a fault the island sequence starts over from what the contactor really shows
+  let island = b.island;
+  if (inFault) {
+    const onGrid = s.contactor.feedbackClosed ?? s.contactor.commandedClosed;
+    island = onGrid && !gridLost ? { phase: 'on-grid', sinceMs: nowMs } : { ...b.island, phase: gridLost ? 'dropped' : 'rejoining', sinceMs: nowMs, outageStartMs: b.island.outageStartMs ?? nowMs };
+    if (!s.contactor.installed) island = { phase: 'on-grid', sinceMs: nowMs };
+  }
+  const backupActive = island.phase !== 'on-grid';
+
+  // --- dispatches --------------------------------------------------------------------------
+  let records = accountEnergy(m.dispatches, m.activeDispatchId, s.energy);
+  let blockedBy: ReasonCode | undefined;
+  if (inFault) blockedBy = s.estopPressed ? 'estop' : 'fault';
+  else if (backupActive) blockedBy = 'backup_active';
+  else if (gridLost) blockedBy = 'grid_down';
+  else if (!c.vehicle.v2gEnabled) blockedBy = 'v2g_disabled';
+  else if (!s.vehicle.connected) blockedBy = 'no_vehicle';
+  else if (!healthy) blockedBy = 'fault';
+  for (const cmd of s.commands) {
+    const r = intake(records, cmd, {
+      nowMs, blockedBy, socPct: soc, effectiveFloorPct: f.effectiveFloorPct, maxSocPct: s.vehicle.maxSocPct ?? 100,
+      carOffersDischarge: carOffersDischarge(s), limits,
+    });
+    records = r.records;
+    responses.push(...r.responses);
+    finished.push(...r.finished);
+  }
+  // v2g switched off while a dispatch runs: it stops at once
+  if (!c.vehicle.v2gEnabled)
+    for (const r of records)
+      if (r.status === 'accepted' || r.status === 'active' || r.status === 'curtailed') {
+        const cancelled: DispatchRecord = { ...r, status: 'cancelled', reason: 'v2g_disabled', endedMs: nowMs };
+        records = records.map((x) => (x === r ? cancelled : x));
+        finished.push(cancelled);
+        responses.push({ id: r.id, status: 'cancelled', reason: 'v2g_disabled', deliveredWh: Math.round((r.request.powerW < 0 ? r.exportedWh : r.importedWh) * 10) / 10, source: r.source, replyTo: r.replyTo });
+      }
+  const adv = advance(records, nowMs, blockedBy === 'v2g_disabled' ? undefined : blockedBy);
+  records = adv.records;
+  responses.push(...adv.responses);
+  finished.push(...adv.finished);
+  const active = currentDispatch(records, nowMs);
+
+  // --- mode and setpoint -------------------------------------------------------------------
+  let mode: Mode;
+  let setpointW = 0;
+  let gridForming = false;
+  let contactorClosed = true;
+  let loadTiersOn = b.loadTiersOn;
+  let chargeLatched = m.chargeLatched && s.vehicle.connected && (soc === undefined || soc < dep.targetSocPct);
+  let blockReason: string | undefined;
+
+  if (inFault) {
+    mode = 'fault';
+    contactorClosed = faultContactorClosed(s, c, gridLost);
+    loadTiersOn = loadTiersOn.map(() => true);
+    reasons.push(s.estopPressed ? 'estop' : 'fault');
+    blockReason = s.estopPressed ? 'estop' : 'fault';
+  } else if (backupActive) {
+    mode = 'backup';
+    gridForming = b.gridForming;
+    contactorClosed = b.contactorClosed;
+    reasons.push('backup_active', ...b.reasons);
+    blockReason = 'backup_active';
+  } else {
+    contactorClosed = true;
+    if (active) {
+      setpointW = boundedPowerW(active.request.powerW, limits);
+      mode = active.request.powerW < 0 ? 'discharge' : active.request.powerW > 0 ? 'charge' : 'idle';
+      reasons.push(`dispatch ${active.id}`);
+    } else {
+      const need = chargingNeed(s, c, soc, dep.targetSocPct, dep.atMs, f.departureFloorPct, chargeLatched);
+      chargeLatched = need.latched;
+      if (need.reason && limits.maxChargeW > 0) {
+        setpointW = limits.maxChargeW;
+        mode = 'charge';
+        reasons.push(need.reason);
+      } else mode = 'idle';
+    }
+    if (gridLost) {
+      setpointW = 0;
+      reasons.unshift('grid_down');
+      blockReason = 'grid_down';
+    } else if (!healthy) {
+      setpointW = 0;
+      reasons.unshift('stale_data');
+      blockReason = 'stale_data';
+    } else if (!s.vehicle.connected && active) blockReason = 'no_vehicle';
+  }
+
+  // never more than every limit allows, and whole watts rounded toward zero
+  setpointW = Math.max(-limits.maxDischargeW, Math.min(limits.maxChargeW, setpointW));
+  setpointW = setpointW < 0 ? -Math.floor(-setpointW) : Math.floor(setpointW);
+  if (Object.is(setpointW, -0)) setpointW = 0;
+  if (setpointW < 0 && limits.dischargeLimitedBy && Math.abs(setpointW) >= limits.maxDischargeW - 0.5 && mode === 'discharge') reasons.push(`limited: ${limits.dischargeLimitedBy}`);
+
+  if (active) {
+    const limitReason = blockReason ?? (active.request.powerW < 0 ? limits.dischargeLimitedBy : limits.chargeLimitedBy);
+    const cu = updateCurtailment(records, active.id, setpointW, limitReason);
+    records = cu.records;
+    responses.push(...cu.responses);
+  }
+
+  if (mode !== m.mode) events.push({ kind: 'mode', severity: mode === 'fault' ? 'alarm' : 'info', message: `mode ${m.mode} → ${mode}${reasons.length ? ` (${reasons[0]})` : ''}` });
+
+  // --- what the aggregator may ask for ---------------------------------------------------------
+  const canDispatch = !inFault && !backupActive && !gridLost && c.vehicle.v2gEnabled && s.vehicle.connected && healthy;
+  const maxSoc = s.vehicle.maxSocPct ?? 100;
+  const flex = {
+    maxDischargeW: canDispatch ? Math.floor(Math.min(limits.maxDischargeW, dischargeRateW(s, c, limits))) : 0,
+    maxChargeW: canDispatch ? Math.floor(limits.maxChargeW) : 0,
+    dischargeableWh: canDispatch && soc !== undefined && carOffersDischarge(s) ? Math.max(0, Math.round(((soc - f.effectiveFloorPct) / 100) * cap * eff)) : 0,
+    chargeableWh: canDispatch && soc !== undefined ? Math.max(0, Math.round((((maxSoc - soc) / 100) * cap) / eff)) : 0,
+    untilMs: dep.atMs,
+  };
+
+  const atRisk = departureAtRisk(s, c, soc, dep.targetSocPct, dep.atMs, nowMs, cap, eff);
+  if (atRisk && !m.departureAtRisk) events.push({ kind: 'departure', severity: 'warning', message: `departure target ${dep.targetSocPct} % at risk` });
+
+  const activeId = active && (active.status === 'active' || active.status === 'curtailed') ? active.id : undefined;
+  const memory: Memory = {
+    mode,
+    modeSinceMs: mode === m.mode ? m.modeSinceMs : nowMs,
+    unhealthySinceMs,
+    healthySinceMs,
+    faultReason: inFault ? faultReason : undefined,
+    island,
+    loadTiersOn,
+    tierLoadW: b.tierLoadW,
+    lastShedChangeMs: b.lastShedChangeMs,
+    pendingShed: b.pendingShed,
+    houseLoadAvgW: b.houseLoadAvgW,
+    dispatches: prune(records, nowMs),
+    activeDispatchId: activeId,
+    contactorMismatchSinceMs,
+    lastSetpointW: setpointW,
+    lastTickMs: nowMs,
+    departureAtRisk: atRisk,
+    chargeLatched,
+  };
+
+  return {
+    mode,
+    setpointW,
+    gridForming,
+    contactorClosed,
+    loadTiersOn,
+    floors: f,
+    limits,
+    activeDispatchId: activeId,
+    backup: {
+      active: backupActive,
+      phase: island.phase,
+      hoursLeft: b.hoursLeft,
+      hoursWanted: b.hoursWanted,
+      shedTiers: loadTiersOn.flatMap((on, i) => (on ? [] : [i + 1])),
+      outageStartMs: island.outageStartMs,
+    },
+    reasons,
+    responses,
+    events,
+    finished,
+    flex,
+    departureAtMs: dep.atMs,
+    departureAtRisk: atRisk,
+    memory,
+  };
+}
+
+/** Discharge power the car can sustain, for `flex` (the floor bound per tick is not a rate). */
+function dischargeRateW(s: Snapshot, c: ControlSettings, limits: PowerLimits): number {
+  const caps = [s.inverter.maxDischargeW ?? 0];
+  if (s.vehicle.maxDischargeW !== undefined) caps.push(s.vehicle.maxDischargeW);
+  if (c.vehicle.maxDischargeW !== null) caps.push(c.vehicle.maxDischargeW);
+  if (c.site.gridExportLimitW !== null) caps.push(c.site.gridExportLimitW + (s.houseLoadW ?? 0));
+  return limits.maxDischargeW > 0 ? Math.min(...caps) : 0;
+}
+
+type PowerLimits = Plan['limits'];
+
+function chargingNeed(
+  s: Snapshot, c: ControlSettings, soc: number | undefined, targetPct: number, departureAtMs: number | undefined,
+  departureFloorPct: number | undefined, latched: boolean,
+): { reason?: string; latched: boolean } {
+  if (!s.vehicle.connected) return { latched: false };
+  const maxSoc = s.vehicle.maxSocPct ?? 100;
+  if (soc === undefined) return { reason: 'charging (SoC unknown: the car ends it)', latched };
+  if (soc >= maxSoc) return { latched: false };
+  if (c.backup.enabled && soc < c.vehicle.backupFloorPct) return { reason: 'backup_reserve', latched };
+  if (soc >= targetPct) return { latched: false };
+  if (c.vehicle.chargeStrategy === 'immediate' || departureAtMs === undefined) return { reason: 'target', latched: true };
+  // just in time: start when the departure floor catches up with the SoC, then hold until the target
+  if (latched || (departureFloorPct !== undefined && soc <= departureFloorPct + 0.5)) return { reason: 'departure', latched: true };
+  return { latched: false };
+}
+
+function departureAtRisk(
+  s: Snapshot, c: ControlSettings, soc: number | undefined, targetPct: number, departureAtMs: number | undefined, nowMs: number, cap: number, eff: number,
+): boolean {
+  if (soc === undefined || departureAtMs === undefined || !s.vehicle.connected || soc >= targetPct) return false;
+  const hours = Math.max(0, departureAtMs - nowMs) / 3_600_000;
+  const reachablePct = ((departureChargeW(s, c) * eff * hours) / cap) * 100;
+  return soc + reachablePct < targetPct - 0.5;
+}
