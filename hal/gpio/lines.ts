@@ -70,6 +70,10 @@ export class LineGridSense implements GridSensePort {
       if (present !== this.s.present) {
         this.s = { present, changedAtMs: this.clock.nowMs() };
         emitAll(this.listeners);
+      } else if (this.s.fault) {
+        // a sane read ends a read fault even when the level did not change meanwhile
+        this.s = { present, changedAtMs: this.s.changedAtMs };
+        emitAll(this.listeners);
       }
     };
     if (this.opts.debounceMs <= 0) {
@@ -109,6 +113,8 @@ export class LineRelays implements RelayPort {
   private s: RelayState;
   private listeners = new Set<() => void>();
   private unwatch?: Unsubscribe;
+  /** The line whose write failed last: only its own good write clears the fault. */
+  private faultLine?: DigitalLine;
 
   constructor(
     private lines: RelayLines,
@@ -144,8 +150,9 @@ export class LineRelays implements RelayPort {
     const line = this.lines.contactor;
     try {
       await line.write(closed ? this.opts.closedLevel : ((1 - this.opts.closedLevel) as Level));
-      this.s = { ...this.s, contactorCommandClosed: closed, fault: undefined };
+      this.s = { ...this.s, contactorCommandClosed: closed, fault: this.faultAfterGoodWrite(line) };
     } catch (e) {
+      this.faultLine = line;
       this.s = { ...this.s, fault: lineFault(line, e, this.clock) };
       emitAll(this.listeners);
     }
@@ -158,11 +165,18 @@ export class LineRelays implements RelayPort {
       await line.write(on ? this.opts.tierOnLevel : ((1 - this.opts.tierOnLevel) as Level));
       const loadTiersOn = [...this.s.loadTiersOn];
       loadTiersOn[index] = on;
-      this.s = { ...this.s, loadTiersOn };
+      this.s = { ...this.s, loadTiersOn, fault: this.faultAfterGoodWrite(line) };
     } catch (e) {
+      this.faultLine = line;
       this.s = { ...this.s, fault: lineFault(line, e, this.clock) };
       emitAll(this.listeners);
     }
+  }
+
+  private faultAfterGoodWrite(line: DigitalLine): PortFault | undefined {
+    if (this.faultLine !== line) return this.s.fault;
+    this.faultLine = undefined;
+    return undefined;
   }
 
   async close(): Promise<void> {
