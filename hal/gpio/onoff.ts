@@ -54,7 +54,7 @@ export class GpioOpenError extends Error {
 function hint(code: string | undefined): string {
   switch (code) {
     case 'ENOENT':
-      return ' — no sysfs GPIO here (/sys/class/gpio missing): not a board with GPIO, or the kernel lacks CONFIG_GPIO_SYSFS';
+      return ' — the sysfs GPIO file is missing: not a board with GPIO, a kernel without CONFIG_GPIO_SYSFS, or no such line';
     case 'EBUSY':
       return ' — the line is held by another driver or program (a device-tree overlay, another service); free it or pick another pin';
     case 'EINVAL':
