@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
 import type { Config } from './types.ts';
+import { gpioConfigProblems } from '../../hal/gpio/config.ts';
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const DEFAULT_CONFIG_PATH = join(PROJECT_ROOT, 'config/default.json');
@@ -83,6 +84,8 @@ export function semanticProblems(c: Config): string[] {
   if (c.uplink.url !== null && c.uplink.url !== 'embedded' && !/^mqtts?:\/\/[^\s]+$/.test(c.uplink.url))
     p.push(`uplink.url: must be mqtt://…, mqtts://…, "embedded" or null`);
   if (c.control.faultClearS < 0) p.push('control.faultClearS: must be >= 0');
+  // pins shared between roles and feedback/tiers without a contactor are rules the schema cannot express
+  p.push(...gpioConfigProblems(c.gpio));
   return p;
 }
 
