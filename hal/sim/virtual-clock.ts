@@ -38,6 +38,13 @@ export class VirtualClock implements Clock {
     return new Promise((resolve) => this.setTimer(resolve, delayMs));
   }
 
+  /** When the earliest waiting timer falls due, or undefined when none waits. */
+  nextDueMs(): number | undefined {
+    let next: number | undefined;
+    for (const t of this.timers) if (next === undefined || t.atMs < next) next = t.atMs;
+    return next;
+  }
+
   /** Number of timers still waiting. */
   pendingTimers(): number {
     return this.timers.length;

@@ -170,7 +170,15 @@ export function decide(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number
     blockReason = 'backup_active';
   } else {
     contactorClosed = true;
-    if (active) {
+    // the homeowner's departure outranks the aggregator: below the departure floor the car charges
+    const departureNeedsCharge = soc !== undefined && f.departureFloorPct !== undefined && soc < f.departureFloorPct && s.vehicle.connected;
+    if (active && departureNeedsCharge && limits.maxChargeW > 0 && active.request.powerW < limits.maxChargeW) {
+      setpointW = limits.maxChargeW;
+      mode = 'charge';
+      chargeLatched = true;
+      reasons.push('departure', `dispatch ${active.id} curtailed`);
+      blockReason = 'departure';
+    } else if (active) {
       setpointW = boundedPowerW(active.request.powerW, limits);
       mode = active.request.powerW < 0 ? 'discharge' : active.request.powerW > 0 ? 'charge' : 'idle';
       reasons.push(`dispatch ${active.id}`);

@@ -183,7 +183,8 @@ export function updateCurtailment(records: DispatchRecord[], activeId: string | 
   const out = records.map((r) => {
     if (r.id !== activeId || (r.status !== 'active' && r.status !== 'curtailed')) return r;
     const promised = Math.abs(r.acceptedW ?? r.request.powerW);
-    const short = Math.abs(setpointW) < promised - Math.max(50, promised * 0.02);
+    const deliveredW = r.request.powerW < 0 ? Math.max(0, -setpointW) : Math.max(0, setpointW);
+    const short = deliveredW < promised - Math.max(50, promised * 0.02);
     if (short && limitReason) {
       if (r.status === 'curtailed' && r.reason === limitReason) return r;
       const cur: DispatchRecord = { ...r, status: 'curtailed', reason: limitReason };

@@ -51,8 +51,21 @@ export function localToUtcMs(year: number, month: number, day: number, hour: num
   return guess;
 }
 
+/** The answer holds for every `nowMs` in [fromMs, atMs): remembered so a tick costs no Intl call. */
+const nextCache = new Map<string, { fromMs: number; atMs: number }>();
+
 /** Next instant after `nowMs` at which the local time in `timeZone` is `hhmm` ("07:30"). */
 export function nextLocalTimeMs(hhmm: string, timeZone: string, nowMs: number): number {
+  const key = `${hhmm}|${timeZone}`;
+  const hit = nextCache.get(key);
+  if (hit && hit.fromMs <= nowMs && nowMs < hit.atMs) return hit.atMs;
+  const atMs = computeNextLocalTimeMs(hhmm, timeZone, nowMs);
+  if (nextCache.size > 64) nextCache.clear();
+  nextCache.set(key, { fromMs: nowMs, atMs });
+  return atMs;
+}
+
+function computeNextLocalTimeMs(hhmm: string, timeZone: string, nowMs: number): number {
   const [hour, minute] = hhmm.split(':').map(Number);
   const today = localParts(nowMs, timeZone);
   for (let addDays = 0; addDays <= 2; addDays++) {

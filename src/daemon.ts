@@ -1,0 +1,157 @@
+/**
+ * `wallbox run`: the long-running process systemd starts. Loads and watches the config, builds the
+ * hardware, runs the loop, serves local status, and stops cleanly (power to zero) on SIGTERM.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { spawn } from 'node:child_process';
+import { systemClock } from '../hal/system-clock.ts';
+import { ConfigError, loadConfig, localConfigPath } from './config/load.ts';
+import type { Config } from './config/types.ts';
+import { Runtime, type RuntimeStatus } from './runtime.ts';
+import { buildHardware } from './wiring.ts';
+import { serveStatus, statusSocketPath } from './status-socket.ts';
+
+export const VERSION = '0.1.0';
+
+export interface DaemonOptions {
+  configPath?: string;
+  /** Print one status line per second (npm start). */
+  statusLines: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+type Level = 'info' | 'warn' | 'error';
+
+function log(level: Level, msg: string): void {
+  const line = `${new Date().toISOString()} ${level.padEnd(5)} ${msg}\n`;
+  (level === 'info' ? process.stdout : process.stderr).write(line);
+}
+
+export function statusLine(s: RuntimeStatus): string {
+  const soc = s.socPct === null ? '  --  ' : `${s.socPct.toFixed(1).padStart(5)}%`;
+  const backup = s.backup?.active ? ` backup ${s.backup.phase}${s.backup.hoursLeft !== undefined && Number.isFinite(s.backup.hoursLeft) ? ` ${s.backup.hoursLeft.toFixed(1)} h left` : ''}${s.backup.shedTiers.length ? ` shed ${s.backup.shedTiers.join(',')}` : ''}` : '';
+  return [
+    `mode ${s.mode.padEnd(9)}`,
+    `SoC ${soc} (${s.socSource})`,
+    `power ${String(s.powerW).padStart(6)} W`,
+    `setpoint ${String(s.setpointW).padStart(6)} W`,
+    `floor ${s.floors ? s.floors.effectiveFloorPct.toFixed(1) : '--'}%`,
+    `grid ${s.grid}`,
+    `dispatch ${s.dispatchId ?? '-'}`,
+  ].join(' | ') + backup + (s.reasons.length ? ` | ${s.reasons[0]}` : '');
+}
+
+/** systemd notification through systemd-notify (Node has no datagram Unix sockets). */
+function sdNotify(env: NodeJS.ProcessEnv, state: string): void {
+  if (!env.NOTIFY_SOCKET) return;
+  const child = spawn('systemd-notify', [state], { stdio: 'ignore', env });
+  child.on('error', () => {});
+}
+
+export async function runDaemon(opts: DaemonOptions): Promise<void> {
+  const env = opts.env ?? process.env;
+  const cfgPath = opts.configPath ? resolve(opts.configPath) : localConfigPath(env);
+  let config: Config;
+  try {
+    config = loadConfig(cfgPath);
+  } catch (e) {
+    log('error', (e as Error).message);
+    process.exitCode = 78; // EX_CONFIG: systemd shows it; nothing was started
+    return;
+  }
+  mkdirSync(dirname(resolve(config.storage.path)), { recursive: true });
+
+  const clock = systemClock;
+  const hw = await buildHardware(config, clock, (m) => log('info', m));
+  for (const line of hw.describe) log('info', line);
+
+  const runtime = new Runtime({
+    ports: hw.ports,
+    config,
+    log: (level, msg) => log(level, msg),
+    onEvent: (e) => log(e.severity === 'info' ? 'info' : e.severity === 'warning' ? 'warn' : 'error', `[${e.kind}] ${e.message}`),
+    version: VERSION,
+  });
+
+  process.on('unhandledRejection', (reason) => log('error', `unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}`));
+
+  await runtime.start();
+
+  const socketPath = statusSocketPath(config.storage.path);
+  let statusServer: Awaited<ReturnType<typeof serveStatus>> | undefined;
+  try {
+    statusServer = await serveStatus(socketPath, (req) => {
+      if (req.cmd === 'status') return { ...runtime.status(), deviceId: config.deviceId, version: VERSION };
+      return { error: `unknown request ${JSON.stringify(req.cmd)}` };
+    });
+  } catch (e) {
+    log('warn', `status socket not available: ${(e as Error).message}`);
+  }
+
+  // config reload: SIGHUP and file changes; an invalid file is refused and the last good config stays
+  const reload = (why: string) => {
+    try {
+      const next = loadConfig(cfgPath);
+      config = next;
+      runtime.applyConfig(next);
+      log('info', `config reloaded (${why})`);
+    } catch (e) {
+      const problems = e instanceof ConfigError ? e.problems.join('; ') : (e as Error).message;
+      runtime.emit({ kind: 'config', severity: 'warning', message: `config refused, keeping the last good one: ${problems}` });
+    }
+  };
+  let watcher: FSWatcher | undefined;
+  let reloadTimer: NodeJS.Timeout | undefined;
+  const watchConfig = () => {
+    try {
+      watcher = watch(dirname(cfgPath), (_event, name) => {
+        if (name && resolve(dirname(cfgPath), name.toString()) !== cfgPath) return;
+        clearTimeout(reloadTimer);
+        reloadTimer = setTimeout(() => reload('file changed'), 200);
+      });
+      watcher.on('error', () => {});
+    } catch {
+      // no directory to watch yet: SIGHUP still works
+    }
+  };
+  watchConfig();
+  process.on('SIGHUP', () => reload('SIGHUP'));
+
+  let statusTimer: NodeJS.Timeout | undefined;
+  if (opts.statusLines) statusTimer = setInterval(() => process.stdout.write(statusLine(runtime.status()) + '\n'), 1000);
+
+  // the watchdog is fed only while the control loop is really ticking
+  let lastTicks = -1;
+  const watchdogUs = Number(env.WATCHDOG_USEC ?? 0);
+  const watchdogTimer = watchdogUs > 0
+    ? setInterval(() => {
+        const t = runtime.status().ticks;
+        if (t !== lastTicks) sdNotify(env, 'WATCHDOG=1');
+        lastTicks = t;
+      }, Math.max(1000, watchdogUs / 2000))
+    : undefined;
+  sdNotify(env, 'READY=1');
+  log('info', `wallbox ${VERSION} running as ${config.deviceId}; config ${cfgPath}`);
+
+  await new Promise<void>((resolveStop) => {
+    let stopping = false;
+    const stop = async (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      log('info', `${sig}: stopping (power to zero)`);
+      sdNotify(env, 'STOPPING=1');
+      clearInterval(statusTimer);
+      clearInterval(watchdogTimer);
+      clearTimeout(reloadTimer);
+      watcher?.close();
+      statusServer?.close();
+      await runtime.stop();
+      await hw.close();
+      resolveStop();
+    };
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
+  });
+}

@@ -1,0 +1,311 @@
+/**
+ * `wallbox simulate`: the real control core and runtime, driven by a simulated home under the virtual
+ * clock, as fast as the CPU allows. Scenario format: contract §3.1, additions in docs/simulation.md.
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
+import { join } from 'node:path';
+import { VirtualClock } from '../hal/sim/virtual-clock.ts';
+import { SimSite } from '../hal/sim/site.ts';
+import { ConfigError, PROJECT_ROOT, loadConfig } from './config/load.ts';
+import type { Config } from './config/types.ts';
+import type { DispatchCommand, DispatchResponse, Plan, Snapshot } from './control/types.ts';
+import { isoUtc } from './contract.ts';
+import { Runtime } from './runtime.ts';
+import { parseDispatchBody } from './dispatch-codec.ts';
+
+export interface ScenarioEvent {
+  at: number;
+  dispatch?: Record<string, unknown>;
+  cancel?: string;
+  gridDown?: true;
+  gridUp?: true;
+  unplug?: true;
+  plug?: boolean | { socPct?: number; capacityWh?: number };
+  estop?: boolean;
+  contactorStuck?: 'closed' | 'open' | null;
+  linkFrozen?: boolean;
+  inverterFrozen?: boolean;
+}
+
+export interface Scenario {
+  description?: string;
+  start?: string;
+  timezone?: string;
+  tickS?: number;
+  vehicle?: { capacityWh?: number; socPct?: number; maxChargeW?: number; maxDischargeW?: number; connected?: boolean; bidirectional?: boolean; reportsSoc?: boolean; minSocPct?: number; taperStartPct?: number };
+  inverter?: { ratedW?: number; efficiency?: number; islandCapable?: boolean };
+  config?: Record<string, unknown>;
+  houseLoadW?: number | [number, number][];
+  sheddableLoadsW?: number[];
+  contactorDelayMs?: number;
+  durationS: number;
+  events?: ScenarioEvent[];
+  sampleS?: number;
+  expect?: Record<string, unknown>;
+}
+
+export interface SimulationSample {
+  t: number;
+  socPct: number | null;
+  powerW: number;
+  setpointW: number;
+  houseLoadW: number;
+  effectiveFloorPct: number;
+  dischargeFloorPct: number;
+  backupFloorPct: number;
+  gridUp: boolean;
+  mode: string;
+}
+
+export interface SimulationSummary {
+  scenario?: string;
+  start: string;
+  durationS: number;
+  exportedWh: number;
+  importedWh: number;
+  carSideWh: number;
+  minSocPct: number;
+  finalSocPct: number;
+  floorBreaches: number;
+  outageS: number;
+  outageServedS: number;
+  unservedWh: number;
+  essentialUnservedWh: number;
+  hoursCovered: number;
+  dispatches: { id: string; status: string; reason: string | null; deliveredWh: number | null }[];
+  departures: { at: string; socPct: number; targetPct: number }[];
+  modes: Record<string, number>;
+  events: number;
+  ticks: number;
+  wallMs: number;
+}
+
+export interface SimulationResult {
+  summary: SimulationSummary;
+  samples: SimulationSample[];
+  responses: (DispatchResponse & { atS: number })[];
+  eventLog: { atS: number; kind: string; severity: string; message: string }[];
+  /** Every actuator command in order, for sequence checks. */
+  site: SimSite;
+  config: Config;
+}
+
+let scenarioValidator: ReturnType<Ajv['compile']> | undefined;
+
+/** Parse and check a scenario; every problem is named by its path. */
+export function parseScenario(input: unknown, source = '(scenario)'): Scenario {
+  if (!scenarioValidator) {
+    const ajv = new Ajv({ allErrors: true, strict: false, validateFormats: false });
+    scenarioValidator = ajv.compile(JSON.parse(readFileSync(join(PROJECT_ROOT, 'config/scenario.schema.json'), 'utf8')));
+  }
+  if (!scenarioValidator(input)) {
+    const problems = (scenarioValidator.errors ?? []).map((e) => {
+      const at = e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)';
+      if (e.keyword === 'additionalProperties') return `${at === '(root)' ? '' : at + '.'}${(e.params as { additionalProperty: string }).additionalProperty}: unknown key`;
+      return `${at}: ${e.message}`;
+    });
+    throw new ConfigError([...new Set(problems)], source);
+  }
+  const sc = input as Scenario;
+  const problems: string[] = [];
+  if (sc.start !== undefined && Number.isNaN(Date.parse(sc.start))) problems.push(`start: "${sc.start}" is not an ISO 8601 date-time`);
+  if (sc.timezone !== undefined) {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: sc.timezone });
+    } catch {
+      problems.push(`timezone: "${sc.timezone}" is not an IANA time zone`);
+    }
+  }
+  (sc.events ?? []).forEach((e, i) => {
+    if (e.at > sc.durationS) problems.push(`events.${i}.at: ${e.at} is after durationS (${sc.durationS})`);
+    if (e.dispatch) {
+      const r = parseDispatchBody(e.dispatch, 0);
+      if (!r.ok) problems.push(`events.${i}.dispatch.${r.field}: ${r.message}`);
+    }
+  });
+  if (problems.length) throw new ConfigError(problems, source);
+  return sc;
+}
+
+export function loadScenarioFile(path: string): Scenario {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError([`cannot read file: ${(e as Error).message}`], path);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError([`not valid JSON: ${(e as Error).message}`], path);
+  }
+  return parseScenario(json, path);
+}
+
+/** Run a scenario to the end under the virtual clock. */
+export async function runScenario(sc: Scenario, opts: { name?: string } = {}): Promise<SimulationResult> {
+  const wallStart = performance.now();
+  const startMs = sc.start ? Date.parse(sc.start) : Math.floor(Date.now() / 1000) * 1000;
+  const tickS = sc.tickS ?? 1;
+  const config = loadConfig(null, {
+    ...(sc.config ?? {}),
+    timezone: sc.timezone ?? (sc.config as { timezone?: string } | undefined)?.timezone ?? null,
+    control: { ...((sc.config?.control as object) ?? {}), tickS },
+    inverter: { driver: 'sim' },
+    vehicleLink: { driver: 'sim' },
+    uplink: { url: null },
+  });
+  const clock = new VirtualClock(startMs);
+  const v = sc.vehicle ?? {};
+  const site = new SimSite({
+    clock,
+    vehicle: {
+      capacityWh: v.capacityWh ?? 40000, socPct: v.socPct ?? 80, maxChargeW: v.maxChargeW ?? 11000, maxDischargeW: v.maxDischargeW ?? 11000,
+      connected: v.connected ?? true, bidirectional: v.bidirectional ?? true, minSocPct: v.minSocPct, taperStartPct: v.taperStartPct,
+    },
+    inverter: { ratedW: sc.inverter?.ratedW ?? 11000, efficiency: sc.inverter?.efficiency ?? 0.95, islandCapable: sc.inverter?.islandCapable },
+    houseLoadW: sc.houseLoadW ?? 0,
+    sheddableLoadsW: sc.sheddableLoadsW,
+    contactorDelayMs: sc.contactorDelayMs ?? 50,
+  });
+  if (v.reportsSoc === false) site.link.faults.noSoc = true;
+
+  const responses: SimulationResult['responses'] = [];
+  const eventLog: SimulationResult['eventLog'] = [];
+  const samples: SimulationSample[] = [];
+  const modes: Record<string, number> = {};
+  const dispatchFinal = new Map<string, DispatchResponse>();
+  const departures: SimulationSummary['departures'] = [];
+  let minSoc = site.car.socPct;
+  let floorBreaches = 0;
+  let lastDepartureMs: number | undefined;
+  let lastTarget = config.vehicle.targetSocPct;
+  const sampleEveryS = sc.sampleS ?? Math.max(tickS, Math.ceil(sc.durationS / 1500));
+  let nextSampleMs = startMs;
+
+  const onTick = (plan: Plan, s: Snapshot) => {
+    const now = clock.nowMs();
+    const soc = site.car.socPct;
+    minSoc = Math.min(minSoc, soc);
+    modes[plan.mode] = (modes[plan.mode] ?? 0) + 1;
+    // a breach: the car still giving energy while below the floor that applies (tolerance: one tick's energy)
+    const floor = plan.mode === 'backup' ? plan.floors.backupFloorPct : plan.floors.effectiveFloorPct;
+    const discharging = (s.inverter.powerW ?? 0) < -1;
+    const tolPct = (((Math.abs(s.inverter.powerW ?? 0) * tickS) / 3600) / site.car.capacityWh) * 100 + 1e-6;
+    if (discharging && soc < floor - tolPct && plan.mode !== 'charge') floorBreaches++;
+    if (lastDepartureMs !== undefined && now >= lastDepartureMs) {
+      departures.push({ at: isoUtc(lastDepartureMs), socPct: Math.round(soc * 10) / 10, targetPct: lastTarget });
+      lastDepartureMs = undefined;
+    }
+    if (plan.departureAtMs !== undefined && site.car.connected) {
+      lastDepartureMs = plan.departureAtMs;
+      lastTarget = config.vehicle.targetSocPct;
+    }
+    if (now >= nextSampleMs) {
+      nextSampleMs = now + sampleEveryS * 1000;
+      samples.push({
+        t: (now - startMs) / 1000, socPct: site.car.connected ? Math.round(soc * 100) / 100 : null, powerW: Math.round(site.inverter.acPowerW),
+        setpointW: plan.setpointW, houseLoadW: site.houseDemandW(), effectiveFloorPct: Math.round(plan.floors.effectiveFloorPct * 100) / 100,
+        dischargeFloorPct: plan.floors.dischargeFloorPct, backupFloorPct: plan.floors.backupFloorPct, gridUp: site.gridUp, mode: plan.mode,
+      });
+    }
+  };
+
+  const runtime = new Runtime({
+    ports: site.ports(),
+    config,
+    onTick,
+    onResponse: (r) => {
+      responses.push({ ...r, atS: (clock.nowMs() - startMs) / 1000 });
+      dispatchFinal.set(r.id, r);
+    },
+    onEvent: (e, atMs) => eventLog.push({ atS: (atMs - startMs) / 1000, ...e }),
+  });
+
+  const events = [...(sc.events ?? [])].map((e, i) => ({ ...e, i })).sort((a, b) => a.at - b.at || a.i - b.i);
+  for (const e of events) clock.setTimer(() => applyEvent(e, site, runtime, clock), e.at * 1000);
+  site.startPhysics(tickS * 1000);
+  await runtime.start();
+
+  const endMs = startMs + sc.durationS * 1000;
+  // bounded: every pass fires at least one timer and the clock never goes back
+  for (let guard = 0; guard < 50_000_000; guard++) {
+    const due = clock.nextDueMs();
+    if (due === undefined || due > endMs) break;
+    clock.advanceTo(due);
+    await runtime.settled();
+  }
+  clock.advanceTo(endMs);
+  await runtime.settled();
+  await runtime.stop();
+  site.stopPhysics();
+
+  const t = site.totals;
+  const summary: SimulationSummary = {
+    scenario: opts.name,
+    start: isoUtc(startMs),
+    durationS: sc.durationS,
+    exportedWh: round1(site.inverter.exportedWh),
+    importedWh: round1(site.inverter.importedWh),
+    carSideWh: round1(site.car.chargedWh - site.car.dischargedWh),
+    minSocPct: round1(minSoc),
+    finalSocPct: round1(site.car.socPct),
+    floorBreaches,
+    outageS: Math.round(t.outageS),
+    outageServedS: Math.round(t.outageServedS),
+    unservedWh: round1(t.unservedWh),
+    essentialUnservedWh: round1(t.essentialUnservedWh),
+    hoursCovered: round1(t.outageServedS / 3600),
+    dispatches: [...dispatchFinal.values()].map((r) => ({ id: r.id, status: r.status, reason: r.reason ?? null, deliveredWh: r.deliveredWh ?? null })),
+    departures,
+    modes,
+    events: eventLog.length,
+    ticks: runtime.status().ticks,
+    wallMs: Math.round(performance.now() - wallStart),
+  };
+  return { summary, samples, responses, eventLog, site, config };
+}
+
+function applyEvent(e: ScenarioEvent, site: SimSite, runtime: Runtime, clock: VirtualClock): void {
+  const now = clock.nowMs();
+  if (e.dispatch) {
+    const r = parseDispatchBody(e.dispatch, now);
+    if (r.ok) runtime.submit({ kind: 'dispatch', request: r.request, body: r.body, receivedMs: now, source: 'scenario' } satisfies DispatchCommand);
+  }
+  if (e.cancel) runtime.submit({ kind: 'cancel', id: e.cancel, receivedMs: now, source: 'scenario' });
+  if (e.gridDown) site.setGrid(false);
+  if (e.gridUp) site.setGrid(true);
+  if (e.unplug) site.car.connected = false;
+  if (e.plug) {
+    site.car.connected = true;
+    if (typeof e.plug === 'object') {
+      if (e.plug.socPct !== undefined) site.car.socPct = e.plug.socPct;
+      if (e.plug.capacityWh !== undefined) site.car.capacityWh = e.plug.capacityWh;
+    }
+  }
+  if (e.estop !== undefined) site.pressEStop(e.estop);
+  if (e.contactorStuck !== undefined) site.feedbackStuck = e.contactorStuck === null ? undefined : e.contactorStuck === 'closed' ? 1 : 0;
+  if (e.linkFrozen !== undefined) site.link.faults.frozen = e.linkFrozen;
+  if (e.inverterFrozen !== undefined) site.inverter.faults.frozen = e.inverterFrozen;
+  runtime.requestTick();
+}
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+/** Human-readable summary lines. */
+export function formatSummary(s: SimulationSummary): string {
+  const lines = [
+    `scenario     ${s.scenario ?? ''} from ${s.start}, ${(s.durationS / 3600).toFixed(1)} h simulated in ${s.wallMs} ms (${s.ticks} ticks)`,
+    `energy       exported ${s.exportedWh} Wh, imported ${s.importedWh} Wh (AC side); car side ${s.carSideWh} Wh`,
+    `SoC          min ${s.minSocPct} %, final ${s.finalSocPct} %, floor breaches ${s.floorBreaches}`,
+    `outage       ${s.outageS} s, served ${s.outageServedS} s (${s.hoursCovered} h), unserved ${s.unservedWh} Wh (essential ${s.essentialUnservedWh} Wh)`,
+    `modes        ${Object.entries(s.modes).map(([m, n]) => `${m} ${n}`).join(', ')}`,
+  ];
+  for (const d of s.dispatches) lines.push(`dispatch     ${d.id}: ${d.status}${d.reason ? ` (${d.reason})` : ''}${d.deliveredWh !== null ? `, delivered ${d.deliveredWh} Wh` : ''}`);
+  for (const d of s.departures) lines.push(`departure    ${d.at}: SoC ${d.socPct} % (target ${d.targetPct} %)`);
+  return lines.join('\n');
+}
