@@ -1,0 +1,61 @@
+/**
+ * Opening the SQLite file and the durability of each class of write (docs/storage.md).
+ *
+ * One file, WAL journal. `synchronous` is set per transaction class rather than per connection:
+ * - `durable` (FULL): ledger, settlement outbox rows, dispatch status changes, seq reservations. The WAL
+ *   is fsynced at commit, so once the call returns the row survives a power cut.
+ * - `relaxed` (NORMAL): samples, rollups, meter checkpoints, event log, acknowledgements, other outbox
+ *   rows. A commit is in the OS cache, so it survives kill -9; a power cut may lose the last seconds,
+ *   never the file's consistency. Because the WAL is append-only, the next durable commit also makes
+ *   every earlier relaxed commit durable, so the order of what survives is always a prefix.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export type Db = Database.Database;
+export type Durability = 'durable' | 'relaxed';
+
+const SYNC_LEVEL: Record<Durability, string> = { durable: 'FULL', relaxed: 'NORMAL' };
+const currentLevel = new WeakMap<Db, Durability>();
+
+export interface OpenDbOptions {
+  readonly?: boolean;
+  /** Pages in the WAL before it is copied back into the database (SQLite's default is 1000). */
+  walAutocheckpointPages?: number;
+}
+
+/** Opens (creating when allowed) the database file with the project's pragmas. */
+export function openDb(path: string, opts: OpenDbOptions = {}): Db {
+  if (typeof path !== 'string' || path.length === 0) throw new Error('storage.path must be a non-empty file path');
+  if (!opts.readonly && path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  let db: Db;
+  try {
+    db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+  } catch (err) {
+    throw new Error(`cannot open database ${path}: ${(err as Error).message}`);
+  }
+  // another process (the CLI beside the daemon) may hold the write lock for a moment
+  db.pragma('busy_timeout = 5000');
+  if (!opts.readonly) {
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (String(mode).toLowerCase() !== 'wal' && path !== ':memory:') throw new Error(`database ${path}: cannot switch to WAL journal (got ${mode})`);
+    db.pragma('synchronous = FULL');
+    currentLevel.set(db, 'durable');
+    db.pragma(`wal_autocheckpoint = ${opts.walAutocheckpointPages ?? 1000}`);
+    // after a checkpoint the WAL file is truncated back to this size so it never grows without bound
+    db.pragma(`journal_size_limit = ${8 * 1024 * 1024}`);
+    db.pragma('temp_store = MEMORY');
+  }
+  return db;
+}
+
+/** Runs `fn` in one transaction committed with the given durability. */
+export function transact<T>(db: Db, durability: Durability, fn: () => T): T {
+  if (db.inTransaction) return fn();
+  if (currentLevel.get(db) !== durability) {
+    db.pragma(`synchronous = ${SYNC_LEVEL[durability]}`);
+    currentLevel.set(db, durability);
+  }
+  return db.transaction(fn).immediate();
+}

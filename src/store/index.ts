@@ -1,0 +1,408 @@
+/**
+ * The store: one SQLite file holding dispatches, the energy ledger, the event log, state history and
+ * the MQTT outbox. See docs/storage.md for durability, retention and the write budget.
+ *
+ * Not thread-safe and not meant for two writers: one runtime process owns the file; the CLI reads it.
+ */
+import type { OutboundMessage, QueuedMessage } from '../contract.ts';
+import type { CoreEvent, DispatchRecord } from '../control/types.ts';
+import { openDb, transact, type Db } from './db.ts';
+import { checkRecord, insertStatus, isTerminal, loadDispatch, statusHistory, storedStatus, unsettledDispatches, upsertDispatch, type StatusChange } from './dispatches.ts';
+import { checkEvent, insertEvent, listEvents, pruneEvents, type EventRow } from './events.ts';
+import { historyEnergy, MINUTE_MS, pruneHistory, rawSamples, rollupRows, SampleDeltas, writeBatch, type HistorySample, type RollupRow, type StateSample } from './history.ts';
+import { completeLedgerMessage, insertLedger, isSettled, ledgerMessage, ledgerRows, periodTotals, type LedgerRow, type NewLedgerRow, type PeriodTotals } from './ledger.ts';
+import { migrate, schemaVersion, SCHEMA_VERSION } from './migrations.ts';
+import { SqliteOutbox } from './outbox.ts';
+import { checkTimezone, localDayMonth, localPeriodStarts, parseTariff, priceExport, type ExportSlice, type RewardSettings, type Tariff } from './reward.ts';
+
+export { SchemaTooNewError, SCHEMA_VERSION, MIGRATIONS, migrate, schemaVersion } from './migrations.ts';
+export { formatLedgerCsv, formatLedgerTable, ledgerPayload, type LedgerRow, type PeriodTotals } from './ledger.ts';
+export { parseTariff, priceExport, type RewardSettings, type TimeOfDayRate } from './reward.ts';
+export { SqliteOutbox } from './outbox.ts';
+export { runLedgerCommand, readStatusTotals } from './ledger-command.ts';
+export type { StateSample, HistorySample, RollupRow } from './history.ts';
+export type { EventRow } from './events.ts';
+export type { StatusChange } from './dispatches.ts';
+
+/** config `storage` (only `path` is required in the config; the rest default as below). */
+export interface StorageSettings {
+  /** Full-rate state history kept, hours. */
+  stateFullRateHours: number;
+  /** 1-minute rollups kept, days. */
+  minuteRetentionDays: number;
+  /** 15-minute rollups kept, days. */
+  retentionDays: number;
+  eventRetentionDays: number;
+  eventMaxRows: number;
+  /** Unacknowledged outbox rows before droppable classes are dropped. */
+  outboxMaxRows: number;
+  /** Samples are written in one batch this often, s (virtual time). */
+  sampleFlushS: number;
+  /** While a dispatch is open its running energy is checkpointed this often, s. */
+  meterCheckpointS: number;
+}
+
+export const DEFAULT_STORAGE: StorageSettings = {
+  stateFullRateHours: 24,
+  minuteRetentionDays: 31,
+  retentionDays: 730,
+  eventRetentionDays: 365,
+  eventMaxRows: 50_000,
+  outboxMaxRows: 10_000,
+  sampleFlushS: 300,
+  meterCheckpointS: 5,
+};
+
+export interface StoreOptions {
+  /** IANA zone for day/month totals and time-of-day rates; null/undefined = the system's. */
+  timezone?: string | null;
+  reward?: RewardSettings | null;
+  /** Any subset of the storage settings; unknown keys (such as `path`) are ignored. */
+  storage?: Partial<StorageSettings> & Record<string, unknown>;
+  /** Seq numbers reserved per durable write (tests use small blocks to exercise reservation). */
+  seqBlock?: number;
+}
+
+/** Running energy of an open dispatch, as the runtime tracks it between ticks. */
+export interface DispatchEnergy {
+  id: string;
+  exportedWh: number;
+  importedWh: number;
+  carSideWh: number;
+}
+
+/**
+ * What the runtime needs to continue metering after a crash: the meter's state (counter baselines,
+ * opaque to the store) and the running energy of each open dispatch, as of `atMs`.
+ */
+export interface MeterCheckpoint<M = unknown> {
+  atMs: number;
+  meter: M;
+  dispatches: DispatchEnergy[];
+}
+
+/** A dispatch found without a ledger row at start-up. */
+export interface UnsettledDispatch {
+  /** The record as last stored, with its energy brought up to the latest checkpoint. */
+  record: DispatchRecord;
+  /** True when it was still open (not terminal) when the process stopped: settle it as interrupted. */
+  interrupted: boolean;
+  /** Whether it had started delivering. */
+  started: boolean;
+  /** Time the energy in `record` is measured to. */
+  energyAtMs: number;
+}
+
+export interface StoreTotals {
+  day: PeriodTotals & { metered: { importedWh: number; exportedWh: number } };
+  month: PeriodTotals & { metered: { importedWh: number; exportedWh: number } };
+  all: PeriodTotals;
+}
+
+export interface SettleOptions {
+  /** Settled at start-up for a dispatch the process died during. */
+  interrupted?: boolean;
+}
+
+function positive(v: unknown, key: string, integer = false): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) throw new Error(`storage.${key} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+export function storageSettings(s: Partial<StorageSettings> & Record<string, unknown> = {}): StorageSettings {
+  const out = { ...DEFAULT_STORAGE };
+  for (const k of Object.keys(DEFAULT_STORAGE) as (keyof StorageSettings)[]) {
+    if (s[k] !== undefined && s[k] !== null) out[k] = positive(s[k], k, k === 'eventMaxRows' || k === 'outboxMaxRows');
+  }
+  return out;
+}
+
+const MAX_BUFFERED_SAMPLES = 20_000;
+const PRUNE_INTERVAL_MS = 3_600_000;
+
+export class Store {
+  readonly outbox: SqliteOutbox;
+  private readonly settings: StorageSettings;
+  private readonly tariff: Tariff;
+  private readonly tz: string | null | undefined;
+  private readonly deltas = new SampleDeltas();
+  private buffer: HistorySample[] = [];
+  private lastFlushMs?: number;
+  private lastPruneMs?: number;
+  private dirtyDispatches = new Map<string, { record: DispatchRecord; nowMs: number }>();
+  private pendingCheckpoint?: MeterCheckpoint;
+  private lastCheckpointWriteMs?: number;
+  private lastWrittenCheckpointHadDispatches = false;
+  private statusCache = new Map<string, string>();
+  private closed = false;
+
+  constructor(readonly db: Db, opts: StoreOptions = {}) {
+    checkTimezone(opts.timezone);
+    this.tz = opts.timezone;
+    this.tariff = parseTariff(opts.reward ?? null);
+    this.settings = storageSettings(opts.storage);
+    this.outbox = new SqliteOutbox(db, { maxRows: this.settings.outboxMaxRows, seqBlock: opts.seqBlock });
+  }
+
+  // --- dispatches and settlement ---------------------------------------------------------------
+
+  /** Upserts the record; a new status is written at once, durably, with a status-history row. */
+  recordDispatch(record: DispatchRecord, nowMs: number): void {
+    this.assertOpen();
+    checkRecord(record);
+    if (isSettled(this.db, record.id)) return;
+    const before = this.statusCache.get(record.id) ?? storedStatus(this.db, record.id);
+    if (before === record.status) {
+      this.dirtyDispatches.set(record.id, { record, nowMs });
+      return;
+    }
+    transact(this.db, 'durable', () => {
+      upsertDispatch(this.db, record, nowMs);
+      insertStatus(this.db, record.id, record.status, record.reason, nowMs);
+    });
+    this.statusCache.set(record.id, record.status);
+    this.dirtyDispatches.delete(record.id);
+  }
+
+  /**
+   * Writes the ledger row, its totals, the final dispatch status and the outbox rows (`msgs`: the
+   * `dispatch/response`; a `ledger` message is completed with reward and car-side energy, or added
+   * when absent) in one durable transaction. Settling an id that already has a ledger row does
+   * nothing and returns [].
+   */
+  settleDispatch(record: DispatchRecord, msgs: OutboundMessage[], nowMs: number, opts: SettleOptions = {}): QueuedMessage[] {
+    this.assertOpen();
+    checkRecord(record);
+    if (!Number.isFinite(nowMs)) throw new Error(`settleDispatch ${record.id}: nowMs must be a finite epoch ms, got ${nowMs}`);
+    if (!Array.isArray(msgs)) throw new Error(`settleDispatch ${record.id}: msgs must be an array`);
+    if (isSettled(this.db, record.id)) return [];
+    const startMs = record.startedMs ?? record.startMs;
+    const endMs = Math.max(startMs, record.endedMs ?? nowMs);
+    const amount = this.tariff.priced ? priceExport(this.tariff, this.tz, record.exportedWh, this.exportProfile(startMs, endMs), startMs, endMs) : null;
+    const row: NewLedgerRow = {
+      dispatchId: record.id, status: record.status, startMs, endMs,
+      exportedWh: record.exportedWh, importedWh: record.importedWh, carSideWh: record.carSideWh,
+      rewardAmount: amount, currency: this.tariff.priced ? this.tariff.currency : null,
+      interrupted: opts.interrupted ?? false, settledMs: nowMs,
+    };
+    const out = msgs.map((m) => (m && m.class === 'ledger' ? completeLedgerMessage(m, row) : m));
+    if (!out.some((m) => m.class === 'ledger')) out.push(ledgerMessage(row));
+    this.outbox.reserve(out.length);
+    let queued: QueuedMessage[];
+    try {
+      queued = transact(this.db, 'durable', () => {
+        insertLedger(this.db, row, this.tz);
+        const before = storedStatus(this.db, record.id);
+        upsertDispatch(this.db, record, nowMs);
+        if (before !== record.status) insertStatus(this.db, record.id, record.status, record.reason, nowMs);
+        if (row.interrupted) {
+          insertEvent(this.db, { kind: 'dispatch_interrupted', severity: 'warning', message: `dispatch ${record.id} settled after a restart with the energy measured before it: ${record.exportedWh.toFixed(1)} Wh exported, ${record.importedWh.toFixed(1)} Wh imported` }, nowMs);
+        }
+        return this.outbox.enqueueInTransaction(out, nowMs);
+      });
+    } catch (err) {
+      this.outbox.recount();
+      throw err;
+    }
+    this.statusCache.set(record.id, record.status);
+    this.dirtyDispatches.delete(record.id);
+    if (this.pendingCheckpoint) this.pendingCheckpoint = { ...this.pendingCheckpoint, dispatches: this.pendingCheckpoint.dispatches.filter((d) => d.id !== record.id) };
+    return queued;
+  }
+
+  /**
+   * Dispatches without a ledger row, to settle at start-up before the first tick. Energy comes from
+   * the newer of the stored record and the meter checkpoint; the runtime adds what the counters moved
+   * since `energyAtMs` and calls `settleDispatch(record, msgs, now, {interrupted})`.
+   */
+  interruptedDispatches(): UnsettledDispatch[] {
+    this.assertOpen();
+    const cp = this.loadMeterState();
+    return unsettledDispatches(this.db).map(({ record, updatedMs }) => {
+      const e = cp?.dispatches.find((d) => d.id === record.id);
+      const useCp = e !== undefined && cp !== undefined && cp.atMs >= updatedMs;
+      const rec: DispatchRecord = useCp ? { ...record, exportedWh: e.exportedWh, importedWh: e.importedWh, carSideWh: e.carSideWh } : record;
+      return { record: rec, interrupted: !isTerminal(record.status), started: record.startedMs !== undefined || rec.exportedWh > 0 || rec.importedWh > 0, energyAtMs: useCp ? cp.atMs : updatedMs };
+    });
+  }
+
+  dispatch(id: string): DispatchRecord | undefined {
+    return loadDispatch(this.db, id);
+  }
+
+  dispatchStatusHistory(id: string): StatusChange[] {
+    return statusHistory(this.db, id);
+  }
+
+  // --- events -----------------------------------------------------------------------------------
+
+  recordEvent(ev: CoreEvent, nowMs: number): void {
+    this.assertOpen();
+    checkEvent(ev, nowMs);
+    transact(this.db, 'relaxed', () => insertEvent(this.db, ev, nowMs));
+  }
+
+  events(sinceMs = 0, limit = 1000): EventRow[] {
+    return listEvents(this.db, sinceMs, limit);
+  }
+
+  // --- history and meter checkpoints --------------------------------------------------------------
+
+  /** Buffers one sample; the buffer is written every `sampleFlushS` of sample time, and on close. */
+  recordSample(sample: StateSample): void {
+    this.assertOpen();
+    const s = this.deltas.next(sample);
+    this.buffer.push(s);
+    this.lastFlushMs ??= s.atMs;
+    if (s.atMs - this.lastFlushMs >= this.settings.sampleFlushS * 1000 || this.buffer.length >= MAX_BUFFERED_SAMPLES) this.flush(s.atMs);
+  }
+
+  /**
+   * Keeps the latest meter checkpoint. While a dispatch is open it is written every
+   * `meterCheckpointS` of checkpoint time (a one-page write); otherwise with the next sample batch.
+   */
+  saveMeterState<M>(cp: MeterCheckpoint<M>): void {
+    this.assertOpen();
+    if (!cp || !Number.isFinite(cp.atMs)) throw new Error(`meter checkpoint: atMs must be a finite epoch ms, got ${JSON.stringify(cp?.atMs)}`);
+    if (!Array.isArray(cp.dispatches)) throw new Error('meter checkpoint: dispatches must be an array');
+    for (const d of cp.dispatches) {
+      if (!d || typeof d.id !== 'string' || ![d.exportedWh, d.importedWh, d.carSideWh].every(Number.isFinite)) throw new Error(`meter checkpoint: dispatch entry ${JSON.stringify(d)} needs id and finite exportedWh, importedWh, carSideWh`);
+    }
+    this.pendingCheckpoint = cp;
+    const open = cp.dispatches.length > 0;
+    const due = this.lastCheckpointWriteMs === undefined || cp.atMs - this.lastCheckpointWriteMs >= this.settings.meterCheckpointS * 1000;
+    if ((open && due) || (!open && this.lastWrittenCheckpointHadDispatches)) {
+      transact(this.db, 'relaxed', () => this.writeCheckpointInTransaction());
+    }
+  }
+
+  /** The latest checkpoint (held in memory or on disk), or undefined. */
+  loadMeterState<M = unknown>(): MeterCheckpoint<M> | undefined {
+    if (this.pendingCheckpoint) return this.pendingCheckpoint as MeterCheckpoint<M>;
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'meterCheckpoint'").get() as { value: string } | undefined;
+    return row ? (JSON.parse(row.value) as MeterCheckpoint<M>) : undefined;
+  }
+
+  private writeCheckpointInTransaction(): void {
+    const cp = this.pendingCheckpoint;
+    if (!cp) return;
+    this.db.prepare("INSERT INTO meta(key, value) VALUES ('meterCheckpoint', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(JSON.stringify(cp));
+    this.lastCheckpointWriteMs = cp.atMs;
+    this.lastWrittenCheckpointHadDispatches = cp.dispatches.length > 0;
+  }
+
+  /** Writes everything held in memory (samples, checkpoint, energy-only dispatch updates, acks) in one batch. */
+  flush(nowMs?: number): void {
+    this.assertOpen();
+    const batch = this.buffer;
+    const at = nowMs ?? batch[batch.length - 1]?.atMs ?? this.pendingCheckpoint?.atMs;
+    transact(this.db, 'relaxed', () => {
+      writeBatch(this.db, batch);
+      for (const { record, nowMs: t } of this.dirtyDispatches.values()) upsertDispatch(this.db, record, t);
+      this.writeCheckpointInTransaction();
+      this.outbox.flushAcksInTransaction();
+      if (at !== undefined && (this.lastPruneMs === undefined || at - this.lastPruneMs >= PRUNE_INTERVAL_MS)) {
+        pruneHistory(this.db, at, this.settings);
+        pruneEvents(this.db, at, this.settings.eventRetentionDays, this.settings.eventMaxRows);
+        this.lastPruneMs = at;
+      }
+    });
+    this.buffer = [];
+    this.dirtyDispatches.clear();
+    if (at !== undefined) this.lastFlushMs = at;
+  }
+
+  /** Minute-resolution export profile over [fromMs, toMs], from the rollups and the unwritten buffer. */
+  private exportProfile(fromMs: number, toMs: number): ExportSlice[] {
+    const byMinute = new Map<number, number>();
+    for (const r of rollupRows(this.db, 'minute', fromMs - MINUTE_MS, toMs)) byMinute.set(r.bucketMs, r.exportedWh);
+    for (const s of this.buffer) {
+      if (s.atMs < fromMs - MINUTE_MS || s.atMs > toMs) continue;
+      const b = Math.floor(s.atMs / MINUTE_MS) * MINUTE_MS;
+      byMinute.set(b, (byMinute.get(b) ?? 0) + s.exportedWh);
+    }
+    return [...byMinute].map(([atMs, exportedWh]) => ({ atMs, exportedWh }));
+  }
+
+  rollups(resolution: 'minute' | 'quarter', fromMs: number, toMs: number): RollupRow[] {
+    return rollupRows(this.db, resolution, fromMs, toMs);
+  }
+
+  /** Full-rate samples on disk plus the unwritten buffer. */
+  samples(fromMs: number, toMs: number): HistorySample[] {
+    return [...rawSamples(this.db, fromMs, toMs), ...this.buffer.filter((s) => s.atMs >= fromMs && s.atMs <= toMs)];
+  }
+
+  // --- ledger and totals --------------------------------------------------------------------------
+
+  ledger(sinceMs?: number): LedgerRow[] {
+    return ledgerRows(this.db, sinceMs ?? 0);
+  }
+
+  /** Settled energy and reward for the local day and month containing `nowMs`, and for all time. */
+  totals(nowMs: number): StoreTotals {
+    const t = readTotals(this.db, nowMs, this.tz);
+    for (const s of this.buffer) {
+      for (const p of [t.day, t.month] as const) {
+        if (s.atMs >= p.fromMs) {
+          p.metered.importedWh += s.importedWh;
+          p.metered.exportedWh += s.exportedWh;
+        }
+      }
+    }
+    return { day: strip(t.day), month: strip(t.month), all: t.all };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.db.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('store is closed');
+  }
+}
+
+function strip<T extends { fromMs: number }>(p: T): Omit<T, 'fromMs'> {
+  const { fromMs: _, ...rest } = p;
+  return rest;
+}
+
+/** Totals straight from the file (shared by the store and the read-only CLI). */
+export function readTotals(db: Db, nowMs: number, tz: string | null | undefined) {
+  const { day, month } = localDayMonth(nowMs, tz);
+  const { dayStartMs, monthStartMs } = localPeriodStarts(nowMs, tz);
+  return {
+    day: { ...periodTotals(db, `day:${day}`), metered: historyEnergy(db, dayStartMs, Number.MAX_SAFE_INTEGER), fromMs: dayStartMs },
+    month: { ...periodTotals(db, `month:${month}`), metered: historyEnergy(db, monthStartMs, Number.MAX_SAFE_INTEGER), fromMs: monthStartMs },
+    all: periodTotals(db, 'all'),
+  };
+}
+
+/** Opens (creating and migrating as needed) the store at `path`. */
+export function openStore(path: string, opts: StoreOptions = {}): Store {
+  const db = openDb(path);
+  try {
+    migrate(db);
+    return new Store(db, opts);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** Opens an existing store file read-only at the current schema (for the CLI beside a running daemon). */
+export function openReadOnly(path: string): Db {
+  const db = openDb(path, { readonly: true });
+  try {
+    const v = schemaVersion(db);
+    if (v > SCHEMA_VERSION) migrate(db); // throws the "newer" error
+    if (v < SCHEMA_VERSION) throw new Error(`database ${path} has schema version ${v}, older than this runtime (${SCHEMA_VERSION}); start the runtime once to migrate it`);
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
