@@ -115,16 +115,6 @@ export function backupStep(mem: Memory, s: Snapshot, c: ControlSettings, inp: Ba
         events.push({ kind: 'grid', severity: 'info', message: `grid stable for ${c.backup.reconnectDelayS} s: leaving grid-forming to rejoin` });
         break;
       }
-      if (island.phase === 'islanded' && inp.socPct !== undefined) {
-        const loadW = houseLoadAvgW ?? inp.loadW ?? 0;
-        // drop the house rather than drain the car below the backup floor before the next look
-        const marginPct = (((inp.loadW ?? loadW) * c.control.tickS) / 3600 / inp.efficiency / inp.capacityWh) * 100;
-        if (inp.socPct <= c.vehicle.backupFloorPct + marginPct) {
-          island = phaseChange(island, 'dropped', now);
-          tiers = tiers.map(() => false);
-          events.push({ kind: 'backup', severity: 'alarm', message: `car at the backup floor (${c.vehicle.backupFloorPct} %): house dropped` });
-        }
-      }
       break;
     }
     case 'rejoining': {
@@ -141,6 +131,17 @@ export function backupStep(mem: Memory, s: Snapshot, c: ControlSettings, inp: Ba
         contactorFault = 'grid contactor did not confirm closed when rejoining';
       }
       break;
+    }
+  }
+
+  // drop the house rather than drain the car below the backup floor before the next look (invariant 2)
+  if (island.phase === 'islanded') {
+    const loadW = inp.loadW ?? houseLoadAvgW ?? 0;
+    const marginPct = inp.socPct === undefined ? 0 : ((loadW * c.control.tickS) / 3600 / inp.efficiency / inp.capacityWh) * 100;
+    if (inp.socPct === undefined || inp.socPct <= c.vehicle.backupFloorPct + marginPct) {
+      island = phaseChange(island, 'dropped', now);
+      tiers = tiers.map(() => false);
+      events.push({ kind: 'backup', severity: 'alarm', message: inp.socPct === undefined ? 'car SoC unknown: the house cannot be served above the backup floor, house dropped' : `car at the backup floor (${c.vehicle.backupFloorPct} %): house dropped` });
     }
   }
 
