@@ -52,6 +52,8 @@ export class SimInverter implements InverterPort {
   faults: SimInverterFaults = {};
   /** Every command in order, for tests that check actuation order. */
   readonly commands: { atMs: number; kind: 'setpoint' | 'gridForming'; value: number | boolean }[] = [];
+  /** Called after every command is taken, for logs that order commands across devices. */
+  onCommand?: (kind: 'setpoint' | 'gridForming', value: number | boolean) => void;
   private reading?: InverterReading;
   private listeners = new Set<() => void>();
 
@@ -154,11 +156,13 @@ export class SimInverter implements InverterPort {
 
   async setPowerW(powerW: number): Promise<void> {
     this.commands.push({ atMs: this.clock.nowMs(), kind: 'setpoint', value: powerW });
+    this.onCommand?.('setpoint', powerW);
     this.setpointW = Math.max(-this.maxDischargeW, Math.min(this.maxChargeW, powerW));
   }
 
   async setGridForming(on: boolean): Promise<void> {
     this.commands.push({ atMs: this.clock.nowMs(), kind: 'gridForming', value: on });
+    this.onCommand?.('gridForming', on);
     if (on && !this.islandCapable) return;
     this.gridForming = on;
     if (!on && this.operatingState === 'running' && this.setpointW === 0) this.operatingState = 'standby';

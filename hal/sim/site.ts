@@ -63,6 +63,8 @@ export class SimSite {
   gridUp = true;
   /** When set, the contactor's feedback contact is stuck at this level (welded or broken contact). */
   feedbackStuck?: 0 | 1;
+  /** Every actuator command in the order it happened: inverter setpoint/grid-forming, contactor, tiers. */
+  readonly actuations: { atMs: number; what: 'setpoint' | 'gridForming' | 'contactor' | 'tier'; value: number | boolean; tier?: number }[] = [];
   readonly totals: SiteTotals = { outageS: 0, outageServedS: 0, unservedWh: 0, essentialUnservedWh: 0, servedWh: 0 };
   private readonly startMs: number;
   private readonly profile: LoadProfile;
@@ -88,7 +90,10 @@ export class SimSite {
       loadTiers: this.sheddableLoadsW.map((_, i) => new SimLine(`load-tier-${i + 1}`, 1)),
       estop: new SimLine('estop', 0),
     };
+    this.inverter.onCommand = (what, value) => this.actuations.push({ atMs: this.clock.nowMs(), what, value });
+    this.lines.loadTiers.forEach((line, tier) => line.watch((level) => this.actuations.push({ atMs: this.clock.nowMs(), what: 'tier', value: level === 1, tier })));
     this.lines.contactor.watch((level) => {
+      this.actuations.push({ atMs: this.clock.nowMs(), what: 'contactor', value: level === 1 });
       if (this.feedbackTimer !== undefined) this.clock.clearTimer(this.feedbackTimer);
       this.feedbackTimer = this.clock.setTimer(() => {
         this.feedbackTimer = undefined;
