@@ -371,6 +371,10 @@ export async function startSimSunspecServer(o: SimSunspecServerOptions): Promise
     }
   }
 
+  // a device comes up with its controls disabled, i.e. at 0 W, until a client enables them
+  if (byId(704)) apply704(false);
+  else if (byId(124)) apply124();
+
   // --- Modbus vector ----------------------------------------------------------------------------
   type Cb<T> = (err: Error | null, v: T) => void;
   const answer = <T>(cb: Cb<T>, fn: () => T): void => {

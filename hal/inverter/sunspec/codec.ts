@@ -267,7 +267,8 @@ export function rawRange(type: PointType): [number, number] {
     case 'uint32': case 'enum32': case 'bitfield32': return [0, 0xfffffffe];
     case 'acc32': return [1, 0xffffffff];
     case 'int64': return [-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER];
-    case 'uint64': case 'acc64': return [0, Number.MAX_SAFE_INTEGER];
+    case 'uint64': return [0, Number.MAX_SAFE_INTEGER];
+    case 'acc64': return [1, Number.MAX_SAFE_INTEGER];
     default: return [-Infinity, Infinity];
   }
 }
