@@ -89,6 +89,13 @@ export interface UnsettledDispatch {
   interrupted: boolean;
   /** Whether it had started delivering. */
   started: boolean;
+  /**
+   * True when `record`'s energy comes from the last meter checkpoint: the runtime then adds what the
+   * counters moved since it (`meterTick(checkpoint.meter, firstReading)`). False when the dispatch
+   * opened after the last checkpoint (killed within the tick that opened it): its stored energy is
+   * all there is, and counter movement since the checkpoint is not its own.
+   */
+  fromCheckpoint: boolean;
   /** Time the energy in `record` is measured to. */
   energyAtMs: number;
 }
@@ -132,7 +139,7 @@ export class Store {
   private dirtyDispatches = new Map<string, { record: DispatchRecord; nowMs: number }>();
   private pendingCheckpoint?: MeterCheckpoint;
   private lastCheckpointWriteMs?: number;
-  private lastWrittenCheckpointHadDispatches = false;
+  private lastWrittenCheckpointIds = '';
   private statusCache = new Map<string, string>();
   private closed = false;
 
@@ -198,6 +205,13 @@ export class Store {
         if (row.interrupted) {
           insertEvent(this.db, { kind: 'dispatch_interrupted', severity: 'warning', message: `dispatch ${record.id} settled after a restart with the energy measured before it: ${record.exportedWh.toFixed(1)} Wh exported, ${record.importedWh.toFixed(1)} Wh imported` }, nowMs);
         }
+        // the settled dispatch leaves the checkpoint in the same commit, so a restart cannot add
+        // counter movement to it a second time
+        const cp = this.pendingCheckpoint ?? this.loadMeterState();
+        if (cp?.dispatches.some((d) => d.id === record.id)) {
+          this.pendingCheckpoint = { ...cp, dispatches: cp.dispatches.filter((d) => d.id !== record.id) };
+          this.writeCheckpointInTransaction();
+        }
         return this.outbox.enqueueInTransaction(out, nowMs);
       });
     } catch (err) {
@@ -206,7 +220,6 @@ export class Store {
     }
     this.statusCache.set(record.id, record.status);
     this.dirtyDispatches.delete(record.id);
-    if (this.pendingCheckpoint) this.pendingCheckpoint = { ...this.pendingCheckpoint, dispatches: this.pendingCheckpoint.dispatches.filter((d) => d.id !== record.id) };
     return queued;
   }
 
@@ -219,10 +232,13 @@ export class Store {
     this.assertOpen();
     const cp = this.loadMeterState();
     return unsettledDispatches(this.db).map(({ record, updatedMs }) => {
+      // the checkpoint's energy and its meter baseline belong together: never mix it with a stored record's
       const e = cp?.dispatches.find((d) => d.id === record.id);
-      const useCp = e !== undefined && cp !== undefined && cp.atMs >= updatedMs;
-      const rec: DispatchRecord = useCp ? { ...record, exportedWh: e.exportedWh, importedWh: e.importedWh, carSideWh: e.carSideWh } : record;
-      return { record: rec, interrupted: !isTerminal(record.status), started: record.startedMs !== undefined || rec.exportedWh > 0 || rec.importedWh > 0, energyAtMs: useCp ? cp.atMs : updatedMs };
+      const rec: DispatchRecord = e ? { ...record, exportedWh: e.exportedWh, importedWh: e.importedWh, carSideWh: e.carSideWh } : record;
+      return {
+        record: rec, interrupted: !isTerminal(record.status), started: record.startedMs !== undefined || rec.exportedWh > 0 || rec.importedWh > 0,
+        fromCheckpoint: e !== undefined, energyAtMs: e && cp ? cp.atMs : updatedMs,
+      };
     });
   }
 
@@ -271,7 +287,9 @@ export class Store {
     this.pendingCheckpoint = cp;
     const open = cp.dispatches.length > 0;
     const due = this.lastCheckpointWriteMs === undefined || cp.atMs - this.lastCheckpointWriteMs >= this.settings.meterCheckpointS * 1000;
-    if ((open && due) || (!open && this.lastWrittenCheckpointHadDispatches)) {
+    // a dispatch opening or closing is written at once, so a restart never pairs a dispatch with a
+    // meter baseline from before it opened
+    if ((open && due) || idsKey(cp) !== this.lastWrittenCheckpointIds) {
       transact(this.db, 'relaxed', () => this.writeCheckpointInTransaction());
     }
   }
@@ -288,7 +306,7 @@ export class Store {
     if (!cp) return;
     this.db.prepare("INSERT INTO meta(key, value) VALUES ('meterCheckpoint', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(JSON.stringify(cp));
     this.lastCheckpointWriteMs = cp.atMs;
-    this.lastWrittenCheckpointHadDispatches = cp.dispatches.length > 0;
+    this.lastWrittenCheckpointIds = idsKey(cp);
   }
 
   /** Writes everything held in memory (samples, checkpoint, energy-only dispatch updates, acks) in one batch. */
@@ -363,6 +381,10 @@ export class Store {
   private assertOpen(): void {
     if (this.closed) throw new Error('store is closed');
   }
+}
+
+function idsKey(cp: MeterCheckpoint): string {
+  return cp.dispatches.map((d) => d.id).sort().join('\n');
 }
 
 function strip<T extends { fromMs: number }>(p: T): Omit<T, 'fromMs'> {

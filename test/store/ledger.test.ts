@@ -135,6 +135,7 @@ describe('interrupted dispatches', () => {
     assert.equal(open.length, 1);
     assert.equal(open[0].interrupted, true);
     assert.equal(open[0].started, true);
+    assert.equal(open[0].fromCheckpoint, true);
     assert.equal(open[0].record.exportedWh, 32);
     assert.equal(open[0].energyAtMs, T0 + 16_000);
     // the runtime adds what the counters moved since the checkpoint (here 11 Wh), then settles
@@ -157,7 +158,7 @@ describe('interrupted dispatches', () => {
     s.db.close();
     const again = openStore(path);
     const open = again.interruptedDispatches();
-    assert.deepEqual(open.map((o) => [o.record.id, o.interrupted, o.record.exportedWh]), [['d1', false, 2]]);
+    assert.deepEqual(open.map((o) => [o.record.id, o.interrupted, o.record.exportedWh, o.fromCheckpoint]), [['d1', false, 2, false]]);
     again.close();
   });
 });
