@@ -118,6 +118,11 @@ export class SunspecInverter implements InverterPort {
     return this.transport.requestCount;
   }
 
+  /** Reads, writes and registers put on the wire so far (retries included). */
+  get busStats(): Readonly<ModbusTransport['stats']> {
+    return { ...this.transport.stats };
+  }
+
   /** The reads one refresh makes. */
   get readPlan(): readonly RegisterSpan[] {
     return this.plan;

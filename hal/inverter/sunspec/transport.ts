@@ -55,6 +55,8 @@ const TRANSIENT_EXCEPTIONS = new Set([5, 6]);
 export class ModbusTransport {
   /** Requests put on the wire since creation (retries included), for the bus-time figures. */
   requestCount = 0;
+  /** What went on the wire, by function: enough to work out RTU frame sizes. */
+  readonly stats = { reads: 0, writes: 0, registersRead: 0, registersWritten: 0 };
   private client?: ModbusClient;
   private tail: Promise<unknown> = Promise.resolve();
   private nextConnectAtMs = 0;
@@ -177,6 +179,13 @@ export class ModbusTransport {
         throw new ModbusError('disconnected', `${err.message} (${what})`, req);
       }
       this.requestCount++;
+      if (req.fc === 3) {
+        this.stats.reads++;
+        this.stats.registersRead += req.count;
+      } else {
+        this.stats.writes++;
+        this.stats.registersWritten += req.count;
+      }
       try {
         return await guard(fn(c), this.o.timeoutMs * 2 + 100);
       } catch (e) {
