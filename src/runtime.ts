@@ -3,11 +3,13 @@
  * (dispatch, grid edge, e-stop, config change, driver fault). The only place where ports, the control
  * core, the store and the uplink meet. Nothing thrown below escapes it.
  */
-import type { Clock, InverterReading, Ports } from '../hal/ports.ts';
+import type { Clock, Ports } from '../hal/ports.ts';
 import type { Config, ControlSettings } from './config/types.ts';
 import { decide, initialMemory } from './control/decide.ts';
 import type { CoreEvent, DispatchCommand, DispatchRecord, DispatchResponse, EnergyDelta, Memory, Plan, Snapshot, SocSource } from './control/types.ts';
 import { isoUtc, type OutboundMessage, type QueuedMessage, type StatePayload } from './contract.ts';
+import { initialMeterState, meterTick, type MeterState } from './control/metering.ts';
+import { initialSocTracker, updateSocTracker, type SocTrackerState } from './control/soc-tracker.ts';
 
 /** What the runtime needs from the store (src/store implements it). */
 export interface RuntimeStore {
@@ -76,14 +78,6 @@ export interface RuntimeStatus {
 
 const GRID_ALARMS = new Set(['GRID_DISCONNECT', 'AC_UNDER_VOLT', 'UNDER_FREQ', 'OVER_FREQ', 'AC_OVER_VOLT']);
 
-/** Controller inputs kept between ticks that are not the core's memory: counters for metering. */
-interface MeterState {
-  atMs?: number;
-  importedWh?: number;
-  exportedWh?: number;
-  powerW?: number;
-}
-
 export class Runtime {
   private config: Config;
   private settings: ControlSettings;
@@ -97,7 +91,8 @@ export class Runtime {
   private nextTickAtMs = 0;
   private stopped = false;
   private unsubscribers: (() => void)[] = [];
-  private meter: MeterState = {};
+  private meter: MeterState = initialMeterState();
+  private socTracker: SocTrackerState = initialSocTracker();
   private pendingEnergy: EnergyDelta = { exportedWh: 0, importedWh: 0, carSideWh: 0 };
   private lastPlan?: Plan;
   private lastSnapshot?: Snapshot;
@@ -226,8 +221,10 @@ export class Runtime {
 
   private async refreshAll(): Promise<void> {
     const timeoutMs = Math.max(200, this.settings.control.tickS * 1000);
-    const tasks = [this.ports.inverter.refresh(), this.ports.vehicle.refresh(), this.ports.siteMeter?.refresh()].filter(Boolean) as Promise<void>[];
-    await Promise.all(tasks.map((t) => withTimeout(t, timeoutMs, this.clock)));
+    const siteMeter = this.ports.siteMeter;
+    const all = Promise.all([this.ports.inverter.refresh(), this.ports.vehicle.refresh(), siteMeter ? siteMeter.refresh() : undefined]);
+    // one guard for the whole read: a driver that never answers must not stall the loop
+    await withTimeout(all as unknown as Promise<void>, timeoutMs, this.clock);
   }
 
   private async tickOnce(): Promise<void> {
@@ -244,26 +241,6 @@ export class Runtime {
     this.opts.onTick?.(plan, snapshot);
   }
 
-  private meterStep(r: InverterReading | undefined, eff: number): EnergyDelta {
-    const out: EnergyDelta = { exportedWh: 0, importedWh: 0, carSideWh: 0 };
-    if (!r || r.atMs === this.meter.atMs) return out;
-    const prev = this.meter;
-    if (prev.atMs !== undefined) {
-      const dtS = (r.atMs - prev.atMs) / 1000;
-      const integratedWh = (((prev.powerW ?? 0) + r.acPowerW) / 2) * (dtS / 3600);
-      const counterDelta = (now: number | undefined, before: number | undefined) =>
-        now !== undefined && before !== undefined && now >= before ? now - before : undefined;
-      const imp = counterDelta(r.importedWh, prev.importedWh);
-      const exp = counterDelta(r.exportedWh, prev.exportedWh);
-      // a counter that went backwards (reset, replaced inverter) or is missing: integrate power instead
-      out.importedWh = imp ?? Math.max(0, integratedWh);
-      out.exportedWh = exp ?? Math.max(0, -integratedWh);
-      out.carSideWh = out.importedWh * eff - out.exportedWh / eff;
-    }
-    this.meter = { atMs: r.atMs, importedWh: r.importedWh, exportedWh: r.exportedWh, powerW: r.acPowerW };
-    return out;
-  }
-
   private snapshot(now: number): Snapshot {
     const inv = this.ports.inverter.state();
     const veh = this.ports.vehicle.state();
@@ -271,7 +248,13 @@ export class Runtime {
     const relays = this.ports.relays?.state();
     const meter = this.ports.siteMeter?.state();
     const eff = inv.ratings?.efficiency ?? 0.9;
-    const delta = this.meterStep(inv.reading, eff);
+    let delta: EnergyDelta = { exportedWh: 0, importedWh: 0, carSideWh: 0 };
+    if (inv.reading) {
+      const maxPowerW = Math.max(inv.ratings?.ratedW ?? 0, inv.ratings?.maxChargeW ?? 0, inv.ratings?.maxDischargeW ?? 0, 1);
+      const m = meterTick(this.meter, inv.reading, { efficiency: eff, maxPowerW });
+      this.meter = m.state;
+      delta = m.delta;
+    }
     this.totals.importedWh += delta.importedWh;
     this.totals.exportedWh += delta.exportedWh;
     this.totals.carSideWh += delta.carSideWh;
@@ -282,13 +265,21 @@ export class Runtime {
     };
     this.pendingEnergy = { exportedWh: 0, importedWh: 0, carSideWh: 0 };
 
-    let socPct = veh.connected ? veh.socPct : undefined;
-    let socAtMs = veh.connected ? veh.socAtMs : undefined;
-    let socSource: SocSource = socPct !== undefined ? 'vehicle' : 'none';
-    if (socPct === undefined && veh.connected && inv.reading?.storageSocPct !== undefined) {
-      socPct = inv.reading.storageSocPct;
-      socAtMs = inv.reading.atMs;
-      socSource = 'inverter';
+    // SoC: the car's own figure, else the inverter's storage SoC, else tracked from metered energy
+    let socPct: number | undefined;
+    let socAtMs: number | undefined;
+    let socSource: SocSource = 'none';
+    if (!veh.connected) this.socTracker = initialSocTracker();
+    else {
+      const invSoc = veh.socPct === undefined ? inv.reading?.storageSocPct : undefined;
+      const t = updateSocTracker(this.socTracker, {
+        atMs: now, reportedSocPct: veh.socPct, reportedAtMs: veh.socAtMs, carSideWh: delta.carSideWh,
+        capacityWh: veh.capacityWh ?? this.config.vehicle.capacityWh ?? undefined, knownSocPct: invSoc,
+      });
+      this.socTracker = t.state;
+      socPct = t.socPct;
+      socAtMs = t.socAtMs;
+      socSource = invSoc !== undefined ? 'inverter' : t.socSource;
     }
     const reading = inv.reading;
     const commands = this.inbox;
@@ -345,45 +336,47 @@ export class Runtime {
    */
   private async actuate(plan: Plan): Promise<void> {
     const relays = this.ports.relays;
-    const inverter = this.ports.inverter;
     const contactorNow = relays?.state().contactorCommandClosed ?? true;
-    const setpoint = async () => {
-      await safely(() => inverter.setPowerW(plan.setpointW));
-      this.commandedSetpointW = plan.setpointW;
-    };
-    const forming = async () => {
-      if (this.commandedGridForming === plan.gridForming && inverter.state().reading?.gridForming === plan.gridForming) return;
-      await safely(() => inverter.setGridForming(plan.gridForming));
-      this.commandedGridForming = plan.gridForming;
-    };
-    const contactor = async () => {
-      if (relays && contactorNow !== plan.contactorClosed) await safely(() => relays.setContactor(plan.contactorClosed));
-    };
     if (!plan.contactorClosed && contactorNow) {
-      await setpoint();
-      await contactor();
-      await forming();
+      await this.applySetpoint(plan);
+      await this.applyContactor(plan, contactorNow);
+      await this.applyGridForming(plan);
     } else if (plan.contactorClosed && !contactorNow) {
-      await forming();
-      await setpoint();
-      await contactor();
+      await this.applyGridForming(plan);
+      await this.applySetpoint(plan);
+      await this.applyContactor(plan, contactorNow);
     } else {
-      if (!plan.gridForming) await forming();
-      await setpoint();
-      if (plan.gridForming) await forming();
+      if (!plan.gridForming) await this.applyGridForming(plan);
+      await this.applySetpoint(plan);
+      if (plan.gridForming) await this.applyGridForming(plan);
     }
     if (relays) {
       const tiers = relays.state().loadTiersOn;
       for (let i = 0; i < plan.loadTiersOn.length && i < tiers.length; i++)
         if (tiers[i] !== plan.loadTiersOn[i]) await safely(() => relays.setLoadTier(i, plan.loadTiersOn[i]));
     }
-    if (this.config.vehicleLink.forwardLimit) {
-      const limitW = plan.setpointW;
-      if (limitW !== this.lastForwardedLimitW) {
-        this.lastForwardedLimitW = limitW;
-        await safely(() => this.ports.vehicle.setPowerLimitW(limitW));
-      }
+    if (this.config.vehicleLink.forwardLimit && plan.setpointW !== this.lastForwardedLimitW) {
+      this.lastForwardedLimitW = plan.setpointW;
+      await safely(() => this.ports.vehicle.setPowerLimitW(plan.setpointW));
     }
+  }
+
+  private async applySetpoint(plan: Plan): Promise<void> {
+    // unchanged setpoints are not re-sent: the driver keeps the device watchdog fed itself (port contract)
+    if (plan.setpointW === this.commandedSetpointW && !this.ports.inverter.state().fault) return;
+    await safely(() => this.ports.inverter.setPowerW(plan.setpointW));
+    this.commandedSetpointW = plan.setpointW;
+  }
+
+  private async applyGridForming(plan: Plan): Promise<void> {
+    if (this.commandedGridForming === plan.gridForming && this.ports.inverter.state().reading?.gridForming === plan.gridForming) return;
+    await safely(() => this.ports.inverter.setGridForming(plan.gridForming));
+    this.commandedGridForming = plan.gridForming;
+  }
+
+  private async applyContactor(plan: Plan, contactorNow: boolean): Promise<void> {
+    const relays = this.ports.relays;
+    if (relays && contactorNow !== plan.contactorClosed) await safely(() => relays.setContactor(plan.contactorClosed));
   }
 
   private record(plan: Plan, s: Snapshot, now: number): void {
@@ -397,16 +390,13 @@ export class Runtime {
       msgs.push({ topic: 'event', payload: { ...e }, qos: 1, retain: false, class: 'event' });
     }
 
-    const settledIds = new Set(plan.finished.filter((r) => r.status !== 'rejected' && r.status !== 'expired').map((r) => r.id));
-    const changed = new Map<string, DispatchRecord>();
-    for (const r of plan.memory.dispatches) changed.set(r.id, r);
-    for (const r of plan.finished) changed.set(r.id, r);
     for (const resp of plan.responses) {
-      const rec = changed.get(resp.id);
+      const rec = plan.finished.find((r) => r.id === resp.id) ?? plan.memory.dispatches.find((r) => r.id === resp.id);
       if (rec) safelySync(() => store?.recordDispatch(rec, now), this.log);
       this.opts.onResponse?.(resp);
       const msg = responseMessage(resp);
-      if (settledIds.has(resp.id) && rec && (resp.status === 'completed' || resp.status === 'cancelled' || resp.status === 'superseded')) {
+      const settles = rec !== undefined && plan.finished.includes(rec) && (resp.status === 'completed' || resp.status === 'cancelled' || resp.status === 'superseded');
+      if (settles) {
         // the ledger row is committed before the final response and the ledger message are queued
         const ledgerMsg = ledgerMessage(rec);
         if (store) {
@@ -422,29 +412,34 @@ export class Runtime {
       msgs.push(msg);
     }
 
+    if (uplink) this.report(plan, s, now, msgs);
+    if (msgs.length) safelySync(() => uplink?.publish(msgs), this.log);
+
+    if (store)
+      safelySync(
+        () =>
+          store.recordSample({
+            atMs: now, mode: plan.mode, socPct: s.vehicle.socPct ?? null, powerW: s.inverter.powerW ?? 0, setpointW: plan.setpointW,
+            houseLoadW: s.houseLoadW ?? null, gridUp: gridUp(plan, s), importedWh: this.totals.importedWh, exportedWh: this.totals.exportedWh,
+          }),
+        this.log,
+      );
+  }
+
+  /** `state` on its interval and on a mode change; retained `flex` when it moved noticeably. */
+  private report(plan: Plan, s: Snapshot, now: number, msgs: OutboundMessage[]): void {
     const modeChanged = this.lastPlan?.mode !== plan.mode;
     if (modeChanged || now - this.lastStateMs >= this.config.uplink.stateIntervalS * 1000) {
       this.lastStateMs = now;
       msgs.push({ topic: 'state', payload: statePayload(plan, s, this.totals, now) as unknown as Record<string, unknown>, qos: 0, retain: false, class: 'state' });
     }
-    const flex = flexPayload(plan);
-    const flexKey = JSON.stringify({ ...flex, maxDischargeW: round100(flex.maxDischargeW), maxChargeW: round100(flex.maxChargeW), dischargeableWh: round100(flex.dischargeableWh), chargeableWh: round100(flex.chargeableWh) });
+    const f = plan.flex;
+    const flexKey = `${round100(f.maxDischargeW)}|${round100(f.maxChargeW)}|${round100(f.dischargeableWh)}|${round100(f.chargeableWh)}|${f.untilMs}`;
     if (flexKey !== this.lastFlex && now - this.lastFlexMs >= Math.min(this.config.uplink.stateIntervalS, 10) * 1000) {
       this.lastFlex = flexKey;
       this.lastFlexMs = now;
-      msgs.push({ topic: 'flex', payload: flex as unknown as Record<string, unknown>, qos: 1, retain: true, class: 'flex' });
+      msgs.push({ topic: 'flex', payload: flexPayload(plan) as unknown as Record<string, unknown>, qos: 1, retain: true, class: 'flex' });
     }
-    if (msgs.length) safelySync(() => uplink?.publish(msgs), this.log);
-
-    safelySync(
-      () =>
-        store?.recordSample({
-          atMs: now, mode: plan.mode, socPct: s.vehicle.socPct ?? null, powerW: s.inverter.powerW ?? 0, setpointW: plan.setpointW,
-          houseLoadW: s.houseLoadW ?? null, gridUp: gridUp(plan, s),
-          importedWh: this.totals.importedWh, exportedWh: this.totals.exportedWh,
-        }),
-      this.log,
-    );
   }
 
   memorySnapshot(): Memory {

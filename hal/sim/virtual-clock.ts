@@ -13,7 +13,7 @@ interface Timer {
  */
 export class VirtualClock implements Clock {
   private now: number;
-  private timers: Timer[] = [];
+  private timers = new Map<number, Timer>();
   private nextId = 1;
 
   constructor(startMs: number) {
@@ -26,12 +26,12 @@ export class VirtualClock implements Clock {
 
   setTimer(fn: () => void, delayMs: number): unknown {
     const t = { id: this.nextId++, atMs: this.now + Math.max(0, delayMs), fn };
-    this.timers.push(t);
+    this.timers.set(t.id, t);
     return t.id;
   }
 
   clearTimer(handle: unknown): void {
-    this.timers = this.timers.filter((t) => t.id !== handle);
+    this.timers.delete(handle as number);
   }
 
   sleep(delayMs: number): Promise<void> {
@@ -41,13 +41,13 @@ export class VirtualClock implements Clock {
   /** When the earliest waiting timer falls due, or undefined when none waits. */
   nextDueMs(): number | undefined {
     let next: number | undefined;
-    for (const t of this.timers) if (next === undefined || t.atMs < next) next = t.atMs;
+    for (const t of this.timers.values()) if (next === undefined || t.atMs < next) next = t.atMs;
     return next;
   }
 
   /** Number of timers still waiting. */
   pendingTimers(): number {
-    return this.timers.length;
+    return this.timers.size;
   }
 
   /** Move time forward by `ms`, firing every timer that falls due on the way. */
@@ -59,9 +59,9 @@ export class VirtualClock implements Clock {
     // bounded: each pass removes one timer; a timer that re-arms itself at +0 is fired at most 100000 times
     for (let guard = 0; guard < 100000; guard++) {
       let next: Timer | undefined;
-      for (const t of this.timers) if (t.atMs <= targetMs && (!next || t.atMs < next.atMs || (t.atMs === next.atMs && t.id < next.id))) next = t;
+      for (const t of this.timers.values()) if (t.atMs <= targetMs && (!next || t.atMs < next.atMs || (t.atMs === next.atMs && t.id < next.id))) next = t;
       if (!next) break;
-      this.timers = this.timers.filter((t) => t !== next);
+      this.timers.delete(next.id);
       this.now = Math.max(this.now, next.atMs);
       next.fn();
     }

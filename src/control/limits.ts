@@ -87,6 +87,13 @@ export function rampFactor(c: ControlSettings, rejoinedAtMs: number | undefined,
   return Math.max(0, Math.min(1, (nowMs - rejoinedAtMs) / 1000 / c.backup.rejoinRampS));
 }
 
+/** The smallest limit of a list and its name (first one wins a tie). */
+function smallest(list: [number, string][]): [number, string] {
+  let best = list[0];
+  for (const item of list) if (item[0] < best[0]) best = item;
+  return [Math.max(0, best[0]), best[1]];
+}
+
 /** Every power limit in force now, and which one binds (invariant 4). */
 export function powerLimits(s: Snapshot, c: ControlSettings, f: Floors, nowMs: number, rejoinedAtMs: number | undefined): PowerLimits {
   const house = s.houseLoadW ?? 0;
@@ -115,12 +122,7 @@ export function powerLimits(s: Snapshot, c: ControlSettings, f: Floors, nowMs: n
     discharge.push([bound, reason]);
   }
 
-  const pick = (list: [number, string][]): [number, string] => {
-    let best = list[0];
-    for (const item of list) if (item[0] < best[0]) best = item;
-    return [Math.max(0, best[0]), best[1]];
-  };
-  const [maxChargeW, chargeLimitedBy] = pick(charge);
-  const [maxDischargeW, dischargeLimitedBy] = pick(discharge);
+  const [maxChargeW, chargeLimitedBy] = smallest(charge);
+  const [maxDischargeW, dischargeLimitedBy] = smallest(discharge);
   return { maxChargeW, maxDischargeW, chargeLimitedBy, dischargeLimitedBy };
 }

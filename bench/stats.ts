@@ -1,0 +1,19 @@
+/** Figures every benchmark prints: percentiles of samples, RSS. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+
+export function summarize(samples: number[]): { n: number; median: number; p99: number; max: number; mean: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  return { n: s.length, median: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1], mean: s.reduce((a, b) => a + b, 0) / s.length };
+}
+
+export function rssMiB(): number {
+  return Math.round((process.memoryUsage().rss / 1048576) * 10) / 10;
+}
+
+export function fmt(x: number, digits = 2): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : String(x);
+}
