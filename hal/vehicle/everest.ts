@@ -34,8 +34,8 @@ export interface EverestVehicleLinkOptions {
   topicPrefix?: string;
   /** Nominal AC voltage per phase for turning current limits into power, V (default 230). */
   nominalVoltageV?: number;
-  /** Phase count for that conversion; undefined = the bridge's phase counts, else 1. */
-  phases?: number;
+  /** Phase count for that conversion; undefined or null = the bridge's phase counts, else 1. */
+  phases?: number | null;
   /**
    * When the car sends no discharge power limit, stand in the charger's export current capability
    * (hardware_capabilities.max_current_A_export × voltage × phases) for it (default true).
@@ -108,6 +108,27 @@ function redactUrl(url: string): string {
   }
 }
 
+/** The `vehicleLink` config section, as far as this driver reads it (config/schema.json). */
+export interface EverestLinkConfig {
+  url: string;
+  evseId: string;
+  forwardLimit: boolean;
+  nominalVoltageV?: number;
+  phases?: number | null;
+  dischargeFromCapabilities?: boolean;
+  connectTimeoutMs?: number;
+}
+
+/** Driver options from the `vehicleLink` config section. */
+export function everestOptionsFromConfig(c: EverestLinkConfig, clock: Clock, log?: LogFn): EverestVehicleLinkOptions {
+  const o: EverestVehicleLinkOptions = { url: c.url, evseId: c.evseId, clock, forwardLimit: c.forwardLimit, phases: c.phases ?? undefined };
+  if (c.nominalVoltageV !== undefined) o.nominalVoltageV = c.nominalVoltageV;
+  if (c.dischargeFromCapabilities !== undefined) o.dischargeFromCapabilities = c.dischargeFromCapabilities;
+  if (c.connectTimeoutMs !== undefined) o.connectTimeoutMs = c.connectTimeoutMs;
+  if (log) o.log = log;
+  return o;
+}
+
 export class EverestVehicleLink implements VehicleLinkPort {
   readonly kind = 'vehicle' as const;
   readonly counters: EverestLinkCounters = { messages: 0, rejectedMessages: 0, droppedFields: 0, limitsPublished: 0, connects: 0 };
@@ -178,7 +199,7 @@ export class EverestVehicleLink implements VehicleLinkPort {
       throw new Error(`vehicle link (EVerest): broker URL ${redactUrl(url)} must use mqtt://, mqtts://, ws:// or wss://`);
     if (!/^[^/#+\s]{1,128}$/.test(evseId))
       throw new Error(`vehicle link (EVerest): EVSE id ${JSON.stringify(evseId)} must be one topic level without /, + or #`);
-    if (!(this.o.nominalVoltageV > 0) || (this.o.phases !== undefined && ![1, 2, 3].includes(this.o.phases)))
+    if (!(this.o.nominalVoltageV > 0) || (this.o.phases != null && ![1, 2, 3].includes(this.o.phases)))
       throw new Error('vehicle link (EVerest): nominalVoltageV must be > 0 and phases 1, 2 or 3');
     this.opened = true;
     this.closing = false;
@@ -396,6 +417,8 @@ export class EverestVehicleLink implements VehicleLinkPort {
         issues = d.issues;
         usable = Object.keys(d.value).length > 0 || issues.length === 0;
         this.takeSession(d.value, now);
+        // the bridge's 1 s heartbeat paces the refresh, so a restarted stack gets the limit back
+        this.sendLimit(false);
         break;
       }
       case 'limits': {

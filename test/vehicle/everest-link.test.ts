@@ -9,7 +9,8 @@ import { startBroker, freePort, type TestBroker } from '../helpers/broker.ts';
 import { VirtualClock } from '../../hal/sim/virtual-clock.ts';
 import { SimCar } from '../../hal/sim/car.ts';
 import { startSimEverestBridge, type SimEverestBridge } from '../../hal/sim/everest-bridge.ts';
-import { EverestVehicleLink } from '../../hal/vehicle/everest.ts';
+import { readFileSync } from 'node:fs';
+import { EverestVehicleLink, everestOptionsFromConfig } from '../../hal/vehicle/everest.ts';
 import { T0_MS, logCollector, waitFor } from './helpers.ts';
 
 const EVSE = 'evse_manager';
@@ -228,6 +229,30 @@ describe('EverestVehicleLink with the simulated bridge on a real broker', () => 
     } finally {
       await r.stop();
     }
+  });
+
+  it('an unchanged limit is refreshed on the bridge heartbeat (a restarted stack gets it back)', async () => {
+    const r = await rig({ forwardLimit: true });
+    try {
+      await r.link.setPowerLimitW(4_000);
+      await waitFor(() => r.bridge.receivedLimitsW.length === 1, 'first limit');
+      for (let i = 0; i < 10; i++) await r.tick();
+      await waitFor(() => r.bridge.receivedLimitsW.length === 2, 'refreshed limit');
+      assert.deepEqual(r.bridge.receivedLimitsW, [4_000, 4_000]);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('options from the default config section', () => {
+    const vl = JSON.parse(readFileSync(new URL('../../config/default.json', import.meta.url), 'utf8')).vehicleLink;
+    const clock = new VirtualClock(T0_MS);
+    const o = everestOptionsFromConfig(vl, clock);
+    assert.deepEqual({ ...o, clock: undefined }, {
+      url: 'mqtt://127.0.0.1:1883', evseId: 'evse_manager', clock: undefined, forwardLimit: false, phases: undefined,
+      nominalVoltageV: 230, dischargeFromCapabilities: true, connectTimeoutMs: 5000,
+    });
+    assert.equal(new EverestVehicleLink(o).state().connected, false);
   });
 
   it('does not publish a limit when forwardLimit is false', async () => {
