@@ -55,13 +55,20 @@ export function localToUtcMs(year: number, month: number, day: number, hour: num
 const nextCache = new Map<string, { fromMs: number; atMs: number }>();
 
 /** Next instant after `nowMs` at which the local time in `timeZone` is `hhmm` ("07:30"). */
+let last: { hhmm: string; timeZone: string; fromMs: number; atMs: number } | undefined;
+
 export function nextLocalTimeMs(hhmm: string, timeZone: string, nowMs: number): number {
+  if (last && last.hhmm === hhmm && last.timeZone === timeZone && last.fromMs <= nowMs && nowMs < last.atMs) return last.atMs;
   const key = `${hhmm}|${timeZone}`;
   const hit = nextCache.get(key);
-  if (hit && hit.fromMs <= nowMs && nowMs < hit.atMs) return hit.atMs;
+  if (hit && hit.fromMs <= nowMs && nowMs < hit.atMs) {
+    last = { hhmm, timeZone, ...hit };
+    return hit.atMs;
+  }
   const atMs = computeNextLocalTimeMs(hhmm, timeZone, nowMs);
   if (nextCache.size > 64) nextCache.clear();
   nextCache.set(key, { fromMs: nowMs, atMs });
+  last = { hhmm, timeZone, fromMs: nowMs, atMs };
   return atMs;
 }
 
