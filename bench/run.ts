@@ -1,0 +1,21 @@
+/** `npm run bench`: every benchmark in turn, each printing its own figures. `npm run bench -- core` runs one. */
+const only = process.argv.slice(2);
+const benches: [string, () => Promise<{ main: () => Promise<void> }>][] = [
+  ['core', () => import('./core.ts')],
+  ['sunspec', () => import('./sunspec.ts')],
+  ['uplink', () => import('./uplink.ts')],
+  ['store', () => import('./store.ts')],
+  ['gpio', () => import('./gpio.ts')],
+];
+for (const [name, load] of benches) {
+  if (only.length && !only.includes(name)) continue;
+  console.log(`\n## ${name}`);
+  let mod: { main: () => Promise<void> };
+  try {
+    mod = await load();
+  } catch (e) {
+    console.log(`(not available: ${(e as Error).message.split('\n')[0]})`);
+    continue;
+  }
+  await mod.main();
+}
