@@ -127,10 +127,19 @@ const SF = {
 
 const INV_ST: Record<string, number> = { off: 0, sleeping: 1, starting: 2, running: 3, throttled: 4, 'shutting-down': 5, fault: 6, standby: 7 };
 
-/** Start the server; resolves once it listens. `port` must be a free port (0 is not supported by ServerTCP). */
-export async function startSimSunspecServer(o: SimSunspecServerOptions): Promise<SimSunspecServer> {
+export type SimSunspecDeviceOptions = Omit<SimSunspecServerOptions, 'port' | 'host'>;
+
+/** The simulated device without a transport: its register map and the Modbus service vector serving it. */
+export interface SimSunspecDevice extends Omit<SimSunspecServer, 'port' | 'close'> {
+  vector: IServiceVector;
+  unitId: number;
+  /** Stop the device's timers. */
+  stop(): void;
+}
+
+/** Build the register map and the service vector; any modbus-serial server (TCP or serial) can serve it. */
+export function createSimSunspecDevice(o: SimSunspecDeviceOptions): SimSunspecDevice {
   const map = o.deviceMap ? parseDeviceMap(o.deviceMap) : DEFAULT_DEVICE_MAP;
-  const host = o.host ?? '127.0.0.1';
   const inv = o.inverter;
   const car = o.car;
   const clock = o.clock;
@@ -219,8 +228,7 @@ export async function startSimSunspecServer(o: SimSunspecServerOptions): Promise
   let rvrtTimer: unknown;
   let rvrtDeadlineMs: number | undefined;
   let rvrt124Timer: unknown;
-  const server: SimSunspecServer = {
-    port: o.port,
+  const server: Omit<SimSunspecServer, 'port' | 'close'> = {
     deviceMap: map,
     faults,
     requestCount: 0,
@@ -235,7 +243,6 @@ export async function startSimSunspecServer(o: SimSunspecServerOptions): Promise
       sync();
       return read(address, count);
     },
-    close: async () => undefined,
   };
 
   function sync(): void {
@@ -410,22 +417,41 @@ export async function startSimSunspecServer(o: SimSunspecServerOptions): Promise
       }),
   };
 
-  const tcp = new ServerTCP(vector, { host, port: o.port, unitID: map.unitId ?? 1 });
+  return Object.assign(server, {
+    vector,
+    unitId: map.unitId ?? 1,
+    stop() {
+      if (rvrtTimer !== undefined) clock.clearTimer(rvrtTimer);
+      if (rvrt124Timer !== undefined) clock.clearTimer(rvrt124Timer);
+      rvrtTimer = undefined;
+      rvrt124Timer = undefined;
+    },
+  });
+}
+
+/** Start the device on Modbus TCP; resolves once it listens. `port` must be a free port (ServerTCP cannot take 0). */
+export async function startSimSunspecServer(o: SimSunspecServerOptions): Promise<SimSunspecServer> {
+  const host = o.host ?? '127.0.0.1';
+  const device = createSimSunspecDevice(o);
+  const tcp = new ServerTCP(device.vector, { host, port: o.port, unitID: device.unitId });
   await new Promise<void>((resolve, reject) => {
     tcp.on('initialized', () => resolve());
-    tcp.on('serverError', (e: Error | null) => reject(new Error(`SunSpec sim server on ${host}:${o.port}: ${e?.message ?? 'listen failed'}`)));
+    tcp.on('serverError', (e: Error | null) => {
+      device.stop();
+      reject(new Error(`SunSpec sim server on ${host}:${o.port}: ${e?.message ?? 'listen failed'}`));
+    });
   });
   // a client that resets its socket is not a server failure
   tcp.on('socketError', () => undefined);
   tcp.on('error', () => undefined);
-
   let closed = false;
-  server.close = () => {
-    if (closed) return Promise.resolve();
-    closed = true;
-    if (rvrtTimer !== undefined) clock.clearTimer(rvrtTimer);
-    if (rvrt124Timer !== undefined) clock.clearTimer(rvrt124Timer);
-    return new Promise<void>((resolve) => tcp.close(() => resolve()));
-  };
-  return server;
+  return Object.assign(device, {
+    port: o.port,
+    close(): Promise<void> {
+      if (closed) return Promise.resolve();
+      closed = true;
+      device.stop();
+      return new Promise<void>((resolve) => tcp.close(() => resolve()));
+    },
+  });
 }
