@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { VirtualClock } from '../../hal/sim/virtual-clock.ts';
 import { decodeRaw } from '../../hal/inverter/sunspec/codec.ts';
-import { parseDeviceMap } from '../../hal/sim/sunspec-server.ts';
+import { parseDeviceMap, startSimSunspecServer } from '../../hal/sim/sunspec-server.ts';
 import { GRID_ON, loadDeviceMap, rig } from './harness.ts';
 
 const T0 = Date.UTC(2026, 0, 15, 12);
@@ -92,6 +92,38 @@ test('a device without a required model is refused at open, naming what is missi
   const r = await rig({ clock: new VirtualClock(T0), deviceMap: loadDeviceMap('missing-701-map') });
   try {
     await assert.rejects(r.driver.open(), /required SunSpec model 701 missing \(device has 1, 702, 704 at base 40000\)/);
+  } finally {
+    await r.dispose();
+  }
+});
+
+test('a device that comes back with another map (firmware update) is rediscovered; one without 701 is a discovery fault', async () => {
+  const clock = new VirtualClock(T0);
+  const r = await rig({ clock });
+  const serve = async (name: string) => {
+    await r.server.close();
+    r.server = await startSimSunspecServer({ port: r.port, host: '127.0.0.1', inverter: r.inverter, car: r.car, clock, deviceMap: loadDeviceMap(name) });
+  };
+  const settle = async () => {
+    for (let i = 0; i < 10; i++) {
+      clock.advance(1000);
+      await r.driver.refresh();
+      if (!r.driver.state().fault || r.driver.state().fault!.code === 'discovery') return;
+    }
+  };
+  try {
+    await r.driver.open();
+    await r.driver.setPowerW(2500);
+    await serve('unexpected-map');
+    await settle();
+    assert.equal(r.driver.state().fault, undefined);
+    assert.equal(r.driver.deviceMap!.base, 0);
+    assert.equal(r.inverter.setpointW, 2500, 'command re-applied on the new map');
+
+    await serve('missing-701-map');
+    await settle();
+    assert.equal(r.driver.state().fault?.code, 'discovery');
+    assert.match(r.driver.state().fault!.message, /required SunSpec model 701 missing/);
   } finally {
     await r.dispose();
   }

@@ -8,7 +8,7 @@
  */
 import type { Clock, InverterOperatingState, InverterPort, InverterRatings, InverterReading, InverterState, PortFault, Unsubscribe } from '../../ports.ts';
 import { bitNames, decodePoints, encodePoint, enumName, modelLayout, spanOf, type DecodedPoints, type ModelLayout, type ValueIssue } from './codec.ts';
-import { discover, findModel, type DeviceMap, type DiscoveredModel } from './discovery.ts';
+import { discover, DiscoveryError, type DeviceMap, type DiscoveredModel } from './discovery.ts';
 import { planReads, type RegisterSpan } from './plan.ts';
 import { describeLink, errText, ModbusError, ModbusTransport, type ModbusLink } from './transport.ts';
 
@@ -97,6 +97,9 @@ export class SunspecInverter implements InverterPort {
   private needsSetup = true;
   private needsRediscovery = false;
   private ops: Promise<unknown> = Promise.resolve();
+  /** transport.connects when the map was discovered and when control was set up. */
+  private discoveredAtConnect = -1;
+  private setupAtConnect = -1;
   private last704?: DecodedPoints;
   private last124?: DecodedPoints;
   private island?: { capable: boolean; writable: boolean };
@@ -153,11 +156,15 @@ export class SunspecInverter implements InverterPort {
     return this.serial(async () => {
       if (!this.opened || this.closed) return;
       try {
-        if (this.needsRediscovery) await this.discoverAndReadStatic();
-        if (this.needsSetup) await this.setupControl();
-        await this.readTick();
-        if (this.commandDue()) await this.writeCommand();
-        this.clearFault();
+        // a reconnect in the middle of a tick may have found a restarted device: a second pass sets it up again
+        for (let pass = 0; pass < 2; pass++) {
+          await this.catchUp();
+          await this.readTick();
+          if (this.commandDue()) await this.writeCommand();
+          this.noteReconnect();
+          if (!this.needsRediscovery && !this.needsSetup) break;
+        }
+        if (!this.needsRediscovery && !this.needsSetup) this.clearFault();
       } catch (e) {
         this.onError(e);
       }
@@ -181,9 +188,12 @@ export class SunspecInverter implements InverterPort {
       if (!this.opened || this.closed) return;
       if (!changed && !this.commandDue()) return;
       try {
-        if (this.needsRediscovery) await this.discoverAndReadStatic();
-        if (this.needsSetup) await this.setupControl();
-        else await this.writeCommand();
+        this.noteReconnect();
+        const setUp = this.needsSetup;
+        await this.catchUp();
+        if (!setUp) await this.writeCommand();
+        this.noteReconnect();
+        await this.catchUp();
       } catch (e) {
         this.onError(e);
       }
@@ -221,6 +231,19 @@ export class SunspecInverter implements InverterPort {
     return () => this.listeners.delete(listener);
   }
 
+  /** The transport reconnected since discovery or setup: the device may have restarted (controls reset) or changed its map. */
+  private noteReconnect(): void {
+    const n = this.transport.connects;
+    if (n !== this.discoveredAtConnect) this.needsRediscovery = true;
+    if (n !== this.setupAtConnect) this.needsSetup = true;
+  }
+
+  private async catchUp(): Promise<void> {
+    this.noteReconnect();
+    if (this.needsRediscovery) await this.discoverAndReadStatic();
+    if (this.needsSetup) await this.setupControl();
+  }
+
   // --- discovery and static data ------------------------------------------------------------------
 
   private async discoverAndReadStatic(): Promise<void> {
@@ -233,17 +256,17 @@ export class SunspecInverter implements InverterPort {
     }
     const missing = [1, 701, 702].filter((id) => !models.has(id));
     if (missing.length > 0) {
-      throw new Error(`required SunSpec model${missing.length > 1 ? 's' : ''} ${missing.join(', ')} missing (device has ${map.models.map((m) => m.id).join(', ') || 'none'} at base ${map.base})`);
+      throw new DiscoveryError(`required SunSpec model${missing.length > 1 ? 's' : ''} ${missing.join(', ')} missing (device has ${map.models.map((m) => m.id).join(', ') || 'none'} at base ${map.base})`);
     }
     if (!models.has(704) && !models.has(124)) {
-      throw new Error(`no power control model: neither 704 (DER AC Controls) nor 124 (Basic Storage Controls) found (device has ${map.models.map((m) => m.id).join(', ')})`);
+      throw new DiscoveryError(`no power control model: neither 704 (DER AC Controls) nor 124 (Basic Storage Controls) found (device has ${map.models.map((m) => m.id).join(', ')})`);
     }
     for (const [id, names] of Object.entries({ ...TICK_POINTS, ...STATIC_POINTS })) {
       const m = models.get(Number(id));
       if (!m) continue;
       const [, end] = spanOf(m.layout, names);
       // a short model (e.g. legacy model 1 of L = 65) is fine as long as the points we need fit in it
-      if (id !== '1' && end > 2 + m.length) throw new Error(`SunSpec model ${id} at ${m.address} is too short: L = ${m.length}, the points used need ${end - 2}`);
+      if (id !== '1' && end > 2 + m.length) throw new DiscoveryError(`SunSpec model ${id} at ${m.address} is too short: L = ${m.length}, the points used need ${end - 2}`);
     }
     this.models = models;
     this.deviceMap = map;
@@ -279,6 +302,7 @@ export class SunspecInverter implements InverterPort {
       islandCapable: this.island.capable,
     };
     this.needsRediscovery = false;
+    this.discoveredAtConnect = this.transport.connects;
   }
 
   private spanFor(m: ModelAt, names: readonly string[]): RegisterSpan {
@@ -421,6 +445,7 @@ export class SunspecInverter implements InverterPort {
     this.lastWriteAtMs = this.o.clock.nowMs();
     this.writeOk = true;
     this.needsSetup = false;
+    this.setupAtConnect = this.transport.connects;
   }
 
   private async readSf704(): Promise<void> {
@@ -503,6 +528,7 @@ export class SunspecInverter implements InverterPort {
     const now = this.o.clock.nowMs();
     let code: string;
     let message: string;
+    this.noteReconnect();
     if (e instanceof ModbusError) {
       code = e.code;
       message = `${this.name}: ${this.annotate(e)}`;
@@ -515,7 +541,7 @@ export class SunspecInverter implements InverterPort {
       code = 'garbage';
       message = `${this.name}: ${e.message}`;
     } else {
-      code = e instanceof Error && e.name === 'DiscoveryError' ? 'discovery' : 'error';
+      code = e instanceof DiscoveryError ? 'discovery' : 'error';
       message = `${this.name}: ${errText(e)}`;
       this.needsRediscovery = true;
       this.needsSetup = true;

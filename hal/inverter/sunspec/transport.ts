@@ -55,6 +55,8 @@ const TRANSIENT_EXCEPTIONS = new Set([5, 6]);
 export class ModbusTransport {
   /** Requests put on the wire since creation (retries included), for the bus-time figures. */
   requestCount = 0;
+  /** Successful connects so far: a change tells the driver the device may have restarted meanwhile. */
+  connects = 0;
   /** What went on the wire, by function: enough to work out RTU frame sizes. */
   readonly stats = { reads: 0, writes: 0, registersRead: 0, registersWritten: 0 };
   private client?: ModbusClient;
@@ -63,6 +65,7 @@ export class ModbusTransport {
   private backoffMs: number;
   private closed = false;
   private connecting?: Promise<void>;
+  private releasing: Promise<void> = Promise.resolve();
 
   constructor(readonly link: ModbusLink, private o: TransportOptions) {
     this.backoffMs = o.backoffMinMs ?? 500;
@@ -94,19 +97,24 @@ export class ModbusTransport {
   drop(): void {
     const c = this.client;
     this.client = undefined;
-    if (c) {
+    if (!c) return;
+    // the RTU port has no destroy(); a serial device must be released before it can be opened again
+    const released = new Promise<void>((resolve) => {
       try {
-        c.destroy(() => undefined);
+        if (this.link.kind === 'rtu') c.close(() => resolve());
+        else c.destroy(() => resolve());
       } catch {
-        // already gone
+        resolve();
       }
-    }
+    });
+    this.releasing = guard(released, this.o.timeoutMs + 100).catch(() => undefined);
   }
 
   async close(): Promise<void> {
     this.closed = true;
     await this.tail.catch(() => undefined);
     this.drop();
+    await this.releasing;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -121,6 +129,7 @@ export class ModbusTransport {
     if (this.connecting) return this.connecting;
     this.connecting = (async () => {
       this.drop();
+      await this.releasing;
       const c = new ModbusClientClass();
       // a socket or serial error after connect surfaces as a failed request; without a listener it would crash the process
       c.on('error', (e: unknown) => this.o.log?.(`${describeLink(this.link)}: ${errText(e)}`));
@@ -146,6 +155,7 @@ export class ModbusTransport {
       c.setID(l.unitId);
       c.setTimeout(this.o.timeoutMs);
       this.client = c;
+      this.connects++;
       this.backoffMs = this.o.backoffMinMs ?? 500;
       this.nextConnectAtMs = 0;
     })();
@@ -202,7 +212,7 @@ export class ModbusTransport {
           req,
         );
         // a late answer to a timed-out request would be taken for the next one's; start clean
-        if (timedOut && this.link.kind === 'tcp') this.drop();
+        if (timedOut) this.drop();
         if (!c.isOpen) this.drop();
       }
     }
