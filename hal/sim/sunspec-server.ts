@@ -85,6 +85,10 @@ export interface SimSunspecFaults {
   exception?: number;
   /** Registers to serve with these raw values instead of the live ones (garbage injection). */
   overrides: Map<number, number>;
+  /** Leave this many of the next requests unanswered (a lost frame), then answer again. */
+  dropRequests?: number;
+  /** Answer after this long (a slow device), ms of real time. */
+  delayMs?: number;
 }
 
 export interface SimSunspecServer {
@@ -93,6 +97,8 @@ export interface SimSunspecServer {
   faults: SimSunspecFaults;
   /** Requests answered or refused so far. */
   requestCount: number;
+  /** Most requests the device had in hand at once (it is 1 when the client waits for each answer). */
+  maxInFlight: number;
   /** Times a reversion timeout took the setpoint back to its reversion value. */
   reversions: number;
   /** Address of a point's first register. */
@@ -232,6 +238,7 @@ export function createSimSunspecDevice(o: SimSunspecDeviceOptions): SimSunspecDe
     deviceMap: map,
     faults,
     requestCount: 0,
+    maxInFlight: 0,
     reversions: 0,
     addressOf(model, point) {
       const m = byId(model);
@@ -384,15 +391,33 @@ export function createSimSunspecDevice(o: SimSunspecDeviceOptions): SimSunspecDe
 
   // --- Modbus vector ----------------------------------------------------------------------------
   type Cb<T> = (err: Error | null, v: T) => void;
+  let inFlight = 0;
   const answer = <T>(cb: Cb<T>, fn: () => T): void => {
     server.requestCount++;
     if (faults.silent) return; // never answer: the client's timeout fires
-    try {
-      if (faults.exception) throw new ModbusException(faults.exception, 'injected');
-      cb(null, fn());
-    } catch (e) {
-      cb(e instanceof ModbusException ? e : new ModbusException(4, String(e)), undefined as T);
+    if (faults.dropRequests && faults.dropRequests > 0) {
+      faults.dropRequests--;
+      return;
     }
+    const respond = (): void => {
+      try {
+        if (faults.exception) throw new ModbusException(faults.exception, 'injected');
+        cb(null, fn());
+      } catch (e) {
+        cb(e instanceof ModbusException ? e : new ModbusException(4, String(e)), undefined as T);
+      }
+    };
+    inFlight++;
+    server.maxInFlight = Math.max(server.maxInFlight, inFlight);
+    if (!faults.delayMs) {
+      inFlight--;
+      respond();
+      return;
+    }
+    setTimeout(() => {
+      inFlight--;
+      respond();
+    }, faults.delayMs);
   };
   const vector: IServiceVector = {
     getMultipleHoldingRegisters: (address: number, length: number, _unit: number, cb: Cb<number[]>) =>
