@@ -290,8 +290,15 @@ test('grid-forming through 702 IntIslandCat, reported back through 701 DERMode',
     await r.driver.refresh();
     assert.equal(r.driver.state().reading?.gridForming, true);
     assert.equal(r.driver.state().reading?.acPowerW, -800);
+    // a restarted device gets the last grid-forming command again, with the power command
+    await r.restartServer();
+    const cat = r.server.addressOf(702, 'IntIslandCat');
+    assert.equal(r.server.registers(cat, 1)[0], 1 << 0, 'fresh device: UNCATEGORIZED');
+    for (let i = 0; i < 10 && r.server.registers(cat, 1)[0] !== 1 << 1; i++) await r.driver.refresh();
+    assert.equal(r.server.registers(cat, 1)[0], 1 << 1, 'INT_ISL_CAPABLE re-applied');
     await r.driver.setGridForming(false);
     assert.equal(r.inverter.gridForming, false);
+    assert.equal(r.server.registers(cat, 1)[0], 1 << 0);
   } finally {
     await r.dispose();
   }

@@ -46,6 +46,8 @@ const TICK_POINTS: Record<number, readonly string[]> = {
   802: ['SoC', 'SoCMax', 'SoCMin', 'WChaRteMax', 'WDisChaRteMax', 'ChaSt', 'State'],
   124: ['WChaMax', 'StorCtl_Mod', 'ChaState', 'ChaSt', 'OutWRte', 'InWRte', 'InOutWRte_RvrtTms'],
 };
+/** Models the driver does without when they are absent or unusable. */
+const OPTIONAL_MODELS = new Set([713, 802]);
 /** Points read once at open (and after the device comes back). */
 const STATIC_POINTS: Record<number, readonly string[]> = {
   1: ['Mn', 'Md', 'Opt', 'Vr', 'SN'],
@@ -103,6 +105,8 @@ export class SunspecInverter implements InverterPort {
   private last704?: DecodedPoints;
   private last124?: DecodedPoints;
   private island?: { capable: boolean; writable: boolean };
+  /** Last grid-forming command; re-applied with the power command after the device comes back. */
+  private gridFormingCommand?: boolean;
 
   constructor(private readonly o: SunspecDriverOptions) {
     this.name = `SunSpec inverter ${describeLink(o.link)}`;
@@ -209,9 +213,9 @@ export class SunspecInverter implements InverterPort {
         this.o.log?.(`${this.name}: grid-forming ${on ? 'on' : 'off'} not supported by this device`);
         return;
       }
+      this.gridFormingCommand = on;
       try {
-        // 702 IntIslandCat: INT_ISL_CAPABLE enables intentional islanding, UNCATEGORIZED leaves it
-        await this.writePoints(m, [['IntIslandCat', 1 << (on ? ISLAND_BIT_CAPABLE : ISLAND_BIT_UNCATEGORIZED)]]);
+        await this.writeGridForming(m, on);
       } catch (e) {
         this.onError(e);
       }
@@ -266,7 +270,14 @@ export class SunspecInverter implements InverterPort {
       if (!m) continue;
       const [, end] = spanOf(m.layout, names);
       // a short model (e.g. legacy model 1 of L = 65) is fine as long as the points we need fit in it
-      if (id !== '1' && end > 2 + m.length) throw new DiscoveryError(`SunSpec model ${id} at ${m.address} is too short: L = ${m.length}, the points used need ${end - 2}`);
+      if (id === '1' || end <= 2 + m.length) continue;
+      const why = `SunSpec model ${id} at ${m.address} is too short: L = ${m.length}, the points used need ${end - 2}`;
+      if (OPTIONAL_MODELS.has(m.id) || (m.id === 704 && models.has(124))) {
+        this.o.log?.(`${this.name}: ${why}; not using it`);
+        models.delete(m.id);
+      } else {
+        throw new DiscoveryError(why);
+      }
     }
     this.models = models;
     this.deviceMap = map;
@@ -442,6 +453,8 @@ export class SunspecInverter implements InverterPort {
       await this.writePoints(m124, [['StorCtl_Mod', STORCTL_BOTH]]);
       await this.writeCommand124(m124);
     }
+    const m702 = this.models.get(702);
+    if (m702 && this.gridFormingCommand !== undefined && this.island?.capable && this.island.writable) await this.writeGridForming(m702, this.gridFormingCommand);
     this.lastWriteAtMs = this.o.clock.nowMs();
     this.writeOk = true;
     this.needsSetup = false;
@@ -520,6 +533,11 @@ export class SunspecInverter implements InverterPort {
       next = lp.offset + lp.def.size;
     }
     await this.transport.writeHolding(m.address + first, regs);
+  }
+
+  /** 702 IntIslandCat: INT_ISL_CAPABLE enables intentional islanding, UNCATEGORIZED leaves it. */
+  private async writeGridForming(m: ModelAt, on: boolean): Promise<void> {
+    await this.writePoints(m, [['IntIslandCat', 1 << (on ? ISLAND_BIT_CAPABLE : ISLAND_BIT_UNCATEGORIZED)]]);
   }
 
   // --- faults ------------------------------------------------------------------------------------
