@@ -28,6 +28,8 @@ export interface SimEverestBridgeOptions {
   periodMs?: number;
   /** Send no `soc` (an AC ISO 15118-2 session). */
   omitSoc?: boolean;
+  /** Further ev_info fields to leave out (e.g. `battery_capacity`, which AC sessions lack too). */
+  omitFields?: string[];
   /** Send the ISO 15118-20 style fields (minimum_soc, target_soc, maximum_discharge_power); default true. */
   iso20Fields?: boolean;
   hardware?: Partial<SimEverestHardware>;
@@ -40,6 +42,8 @@ export interface SimEverestBridgeOptions {
 export interface SimEverestBridge {
   /** Leave `soc` out of ev_info from the next publication on. */
   omitSoc: boolean;
+  /** Leave these ev_info fields out from the next publication on. */
+  omitFields: string[];
   /** False = publish nothing (a stalled bridge); the broker connection stays up. */
   publishing: boolean;
   /** Every finite number received on cmd/set_limit_watts, in order. */
@@ -84,6 +88,7 @@ export async function startSimEverestBridge(o: SimEverestBridgeOptions): Promise
 
   const bridge: SimEverestBridge = {
     omitSoc: o.omitSoc ?? false,
+    omitFields: o.omitFields ?? [],
     publishing: true,
     receivedLimitsW: [],
     rejectedLimits: [],
@@ -138,6 +143,7 @@ export async function startSimEverestBridge(o: SimEverestBridgeOptions): Promise
       if (car.targetSocPct !== undefined) ev.target_soc = car.targetSocPct;
       if (car.bidirectional) ev.maximum_discharge_power = Math.round(car.dischargeLimitW());
     }
+    for (const f of bridge.omitFields) delete ev[f];
     return ev;
   }
 
