@@ -55,7 +55,6 @@ export const MIGRATIONS: readonly Migration[] = [
         correlationData TEXT,
         absoluteTopic INTEGER NOT NULL DEFAULT 0
       );
-      CREATE INDEX outbox_class ON outbox(class, rowId);
     `,
   },
   {
