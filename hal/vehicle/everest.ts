@@ -156,6 +156,7 @@ export class EverestVehicleLink implements VehicleLinkPort {
   /** Car-side throughput (charged + discharged) when the car last sent its SoC. */
   private socThroughputWh?: number;
   private disconnectedSinceMs?: number;
+  private subscribeFault?: { sinceMs: number; cause: string };
   private consecutiveBad = 0;
   private garbageSinceMs?: number;
   private lastFaultKey = '';
@@ -329,6 +330,8 @@ export class EverestVehicleLink implements VehicleLinkPort {
   private fault(): PortFault | undefined {
     if (this.disconnectedSinceMs !== undefined)
       return { code: 'disconnected', message: `EVerest API broker ${redactUrl(this.o.url)} (EVSE ${this.o.evseId}) unreachable: ${this.lastCause}`, sinceMs: this.disconnectedSinceMs };
+    if (this.subscribeFault !== undefined)
+      return { code: 'subscribe_failed', message: `EVerest API broker ${redactUrl(this.o.url)}: subscribing to ${this.root}/var/* failed: ${this.subscribeFault.cause}`, sinceMs: this.subscribeFault.sinceMs };
     if (this.garbageSinceMs !== undefined)
       return { code: 'garbage', message: `the last ${this.consecutiveBad} messages on ${this.root}/var/* were unusable`, sinceMs: this.garbageSinceMs };
     return undefined;
@@ -339,11 +342,15 @@ export class EverestVehicleLink implements VehicleLinkPort {
     this.counters.connects++;
     this.backoffMs = this.o.reconnectMinMs;
     this.disconnectedSinceMs = undefined;
-    client.subscribe(TOPICS.map((t) => `${this.root}/var/${t}`), { qos: 0 }, (err) => {
+    client.subscribe(TOPICS.map((t) => `${this.root}/var/${t}`), { qos: 0 }, (err, granted) => {
+      // a broker ACL that refuses the topics leaves the link connected but deaf: say so
+      const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
+      if (err || refused.length > 0) {
+        this.subscribeFault ??= { sinceMs: this.o.clock.nowMs(), cause: err ? err.message : `refused by the broker: ${refused.join(', ')}` };
+        this.warn('subscribe', `subscribing to ${this.root}/var/* failed: ${this.subscribeFault.cause}`);
+      } else this.subscribeFault = undefined;
       this.onSubscribed?.();
-      if (!err) return;
-      this.lastCause = `subscribe failed: ${err.message}`;
-      this.warn('subscribe', `subscribing to ${this.root}/var/* failed: ${err.message}`);
+      this.notifyIfChanged();
     });
     this.o.log?.('info', `vehicle link: connected to ${redactUrl(this.o.url)}, EVSE ${this.o.evseId}`);
     this.sendLimit(true);
