@@ -4,6 +4,11 @@
  */
 import type { Clock, Ports } from '../hal/ports.ts';
 import { SimSite } from '../hal/sim/site.ts';
+import { createSunspecInverter } from '../hal/inverter/sunspec/index.ts';
+import { startSimSunspecServer } from '../hal/sim/sunspec-server.ts';
+import { EverestVehicleLink, everestOptionsFromConfig } from '../hal/vehicle/everest.ts';
+import { startSimEverestBridge } from '../hal/sim/everest-bridge.ts';
+import { openGpioPorts } from '../hal/gpio/onoff.ts';
 import type { Config } from './config/types.ts';
 
 export interface Hardware {
@@ -17,7 +22,8 @@ export interface Hardware {
 }
 
 export function needsSimulation(c: Config): boolean {
-  return c.inverter.driver === 'sim' || c.vehicleLink.driver === 'sim' || c.gpio.driver === 'sim' || c.simulation?.serve === true;
+  const sim = c.simulation ?? {};
+  return c.inverter.driver === 'sim' || c.vehicleLink.driver === 'sim' || c.gpio.driver === 'sim' || sim.serveInverter === true || sim.serveBridge === true;
 }
 
 export function simulatedSite(c: Config, clock: Clock): SimSite {
@@ -52,6 +58,19 @@ export async function buildHardware(c: Config, clock: Clock, log: (msg: string) 
       inverter = simPorts!.inverter;
       describe.push(`inverter: simulated ${site!.inverter.ratedW} W, in process`);
       break;
+    case 'sunspec': {
+      const modbus = (c.inverter.modbus ?? {}) as Record<string, unknown>;
+      if (site && c.simulation?.serveInverter) {
+        // the simulated inverter, served as a SunSpec device on loopback and read through the real driver
+        const port = c.simulation.servePort ?? 15020;
+        const server = await startSimSunspecServer({ port, host: '127.0.0.1', inverter: site.inverter, car: site.car, clock });
+        closers.push(() => server.close());
+        describe.push(`inverter: simulated ${site.inverter.ratedW} W served as SunSpec Modbus TCP on 127.0.0.1:${port}`);
+      }
+      inverter = createSunspecInverter(c.inverter, clock, (m) => log(m));
+      describe.push(`inverter: SunSpec over ${typeof modbus.path === 'string' ? `Modbus RTU ${modbus.path}` : `Modbus TCP ${modbus.host}:${modbus.port ?? 502}`}`);
+      break;
+    }
     default:
       throw new Error(`inverter.driver "${c.inverter.driver}" is not available in this build`);
   }
@@ -62,6 +81,16 @@ export async function buildHardware(c: Config, clock: Clock, log: (msg: string) 
       vehicle = simPorts!.vehicle;
       describe.push(`vehicle: simulated car ${site!.car.capacityWh} Wh at ${site!.car.socPct} %, in process`);
       break;
+    case 'everest': {
+      if (site && c.simulation?.serveBridge) {
+        const bridge = await startSimEverestBridge({ url: c.vehicleLink.url, evseId: c.vehicleLink.evseId, car: site.car, clock });
+        closers.push(() => bridge.stop());
+        describe.push(`vehicle: simulated car published as an EVerest bridge on ${c.vehicleLink.url}`);
+      }
+      vehicle = new EverestVehicleLink(everestOptionsFromConfig(c.vehicleLink as Parameters<typeof everestOptionsFromConfig>[0], clock, (level, m) => log(`${level}: ${m}`)));
+      describe.push(`vehicle: EVerest API on ${c.vehicleLink.url}, EVSE ${c.vehicleLink.evseId}`);
+      break;
+    }
     default:
       throw new Error(`vehicleLink.driver "${c.vehicleLink.driver}" is not available in this build`);
   }
@@ -75,11 +104,14 @@ export async function buildHardware(c: Config, clock: Clock, log: (msg: string) 
     case 'none':
       describe.push('gpio: none (no grid sense, contactor or load shedding: backup disabled)');
       break;
-    default:
-      throw new Error(`gpio.driver "${c.gpio.driver}" is not available in this build`);
+    case 'onoff': {
+      const g = openGpioPorts(c.gpio, clock);
+      gpio = { gridSense: g.gridSense, relays: g.relays, estop: g.estop };
+      describe.push('gpio: board lines through onoff');
+      break;
+    }
   }
 
-  void log;
   return {
     ports: { clock, inverter, vehicle, ...gpio, siteMeter: simPorts?.siteMeter },
     site,

@@ -58,7 +58,11 @@ export interface SimulationConfig {
   inverter?: { ratedW?: number; efficiency?: number };
   houseLoadW?: number;
   sheddableLoadsW?: number[];
+  /** Serve the simulated inverter as a SunSpec Modbus TCP device on 127.0.0.1:servePort. */
+  serveInverter?: boolean;
   servePort?: number;
+  /** Publish the simulated car as an EVerest bridge on vehicleLink.url. */
+  serveBridge?: boolean;
   [k: string]: unknown;
 }
 

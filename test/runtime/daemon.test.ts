@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../src/config/load.ts';
 import { askStatus } from '../../src/status-socket.ts';
+import { freePort } from '../helpers/broker.ts';
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, tries = 100, everyMs = 100): Promise<T> {
   for (let i = 0; i < tries; i++) {
@@ -27,7 +28,9 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | u
 test('daemon: status over the socket, invalid config refused with the last good kept, clean stop', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'wallbox-daemon-'));
   const cfg = join(dir, 'local.json');
-  const good = { deviceId: 'test-daemon', storage: { path: join(dir, 'wallbox.db') }, uplink: { url: null }, vehicle: { dischargeFloorPct: 40 } };
+  // the simulated inverter is served over Modbus TCP on a free loopback port and read through the SunSpec driver
+  const good = { deviceId: 'test-daemon', storage: { path: join(dir, 'wallbox.db') }, uplink: { url: null }, vehicle: { dischargeFloorPct: 40 }, simulation: { servePort: await freePort() }, inverter: { modbus: { host: '127.0.0.1', port: 0 } } };
+  good.inverter.modbus.port = good.simulation.servePort;
   writeFileSync(cfg, JSON.stringify(good));
   const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/cli.ts'), 'run', '--config', cfg], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
