@@ -80,3 +80,13 @@ describe('config set', () => {
     assert.ok(!existsSync(`${p}.tmp-${process.pid}`));
   });
 });
+
+describe('shipped config files', () => {
+  test('config/example-install.json is a valid config for a real install', async () => {
+    const { PROJECT_ROOT } = await import('../../src/config/load.ts');
+    const c = loadConfig(join(PROJECT_ROOT, 'config/example-install.json'));
+    assert.equal(c.inverter.driver, 'sunspec');
+    assert.equal(c.gpio.driver, 'onoff');
+    assert.equal(c.vehicleLink.driver, 'everest');
+  });
+});
