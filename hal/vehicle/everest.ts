@@ -213,10 +213,18 @@ export class EverestVehicleLink implements VehicleLinkPort {
       reconnectPeriod: 0,
       resubscribe: false,
       connectTimeout: this.o.connectTimeoutMs,
+      // the broker is local: notice a dead one well within the SoC age limit
+      keepalive: 15,
       // a stale limit sent after a reconnect would be worse than none: the next tick sends a fresh one
       queueQoSZero: false,
     };
-    const client = connect(url, options);
+    let client: MqttClient;
+    try {
+      client = connect(url, options);
+    } catch (e) {
+      this.opened = false;
+      throw new Error(`vehicle link (EVerest): cannot use broker URL ${redactUrl(url)}: ${(e as Error).message}`);
+    }
     this.client = client;
     client.on('connect', () => this.onConnect(client));
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
