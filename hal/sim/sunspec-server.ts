@@ -289,6 +289,8 @@ export function createSimSunspecDevice(o: SimSunspecDeviceOptions): SimSunspecDe
     put(124, 'ChaState', soc);
     put(124, 'ChaSt', soc === undefined ? 1 : soc >= 100 ? 5 : soc <= 0 ? 2 : inv.acPowerW > 0 ? 4 : inv.acPowerW < 0 ? 3 : 6, true);
     put(802, 'WHRtg', car.capacityWh);
+    put(802, 'WChaRteMax', Math.round(car.chargeLimitW()));
+    put(802, 'WDisChaRteMax', Math.round(car.dischargeLimitW()));
     put(802, 'SoC', soc);
     put(802, 'ChaSt', soc === undefined ? 1 : inv.acPowerW > 0 ? 4 : inv.acPowerW < 0 ? 3 : 6, true);
   }

@@ -80,6 +80,15 @@ test('no 704: power through 124 InWRte/OutWRte (% of WChaMax), SoC from 802, rev
     assert.equal(rd.acPowerW, -2200);
     assert.equal(rd.storageSocPct, Math.round(r.car.socPct * 10) / 10, '802 SoC (no 713 on this device)');
 
+    // the battery's present limits (802) narrow the ratings: above 80 % SoC the charge limit tapers
+    r.car.socPct = 90;
+    await r.driver.refresh();
+    assert.equal(r.driver.state().ratings?.maxChargeW, 5500);
+    assert.equal(r.driver.state().ratings?.maxDischargeW, 11000);
+    await r.driver.setPowerW(8000);
+    assert.equal(r.inverter.setpointW, 5500, 'clamped to the battery limit');
+    await r.driver.setPowerW(-2200);
+
     clock.advance(6000);
     assert.equal(r.server.reversions, 1);
     assert.equal(r.inverter.setpointW, 0, 'fell back to 0 W when the writes stopped');

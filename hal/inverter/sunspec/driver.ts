@@ -84,6 +84,8 @@ export class SunspecInverter implements InverterPort {
   private readonly transport: ModbusTransport;
   private readonly name: string;
   private ratings?: InverterRatings;
+  /** The power stage's own ratings (702), before the battery's present limits (802) narrow them. */
+  private stageRatings?: InverterRatings;
   private reading?: InverterReading;
   private fault?: PortFault;
   private listeners = new Set<() => void>();
@@ -305,13 +307,14 @@ export class SunspecInverter implements InverterPort {
     if (ratedW === undefined || ratedW <= 0) throw new GarbageError(`702 WMaxRtg (register ${models.get(702)!.address + 2}) is not implemented or not positive: ${String(d702.values.WMaxRtg)}`);
     const islandRtg = bitNames(models.get(702)!.layout.byName.get('IntIslandCatRtg')!, num(d702.raws.IntIslandCatRtg));
     this.island = { capable: islandRtg.includes('INT_ISL_CAPABLE'), writable: d702.raws.IntIslandCat !== undefined };
-    this.ratings = {
+    this.stageRatings = {
       ratedW,
       maxChargeW: num(d702.values.WChaRteMaxRtg) ?? ratedW,
       maxDischargeW: num(d702.values.WDisChaRteMaxRtg) ?? ratedW,
       efficiency: this.o.efficiency,
       islandCapable: this.island.capable,
     };
+    this.ratings = { ...this.stageRatings };
     this.needsRediscovery = false;
     this.discoveredAtConnect = this.transport.connects;
   }
@@ -373,6 +376,7 @@ export class SunspecInverter implements InverterPort {
     if (rated > 0 && Math.abs(genW) > 2 * rated) throw new GarbageError(`701 W (register ${wAddr}) = ${genW} W is beyond twice the ${rated} W rating`);
     const socPct = num(d713?.values.SoC) ?? num(d802?.values.SoC) ?? num(d124?.values.ChaState);
     if (socPct !== undefined && (socPct < 0 || socPct > 100)) throw new GarbageError(`storage SoC = ${socPct} % is outside 0..100`);
+    this.narrowRatings(d802);
     this.last704 = d704;
     this.last124 = d124;
 
@@ -405,6 +409,20 @@ export class SunspecInverter implements InverterPort {
     ) {
       this.emit();
     }
+  }
+
+  /** 802 WChaRteMax / WDisChaRteMax are the battery's present limits: the ratings are the smaller of those and 702's. */
+  private narrowRatings(d802?: DecodedPoints): void {
+    const stage = this.stageRatings;
+    if (!stage) return;
+    const cha = num(d802?.values.WChaRteMax);
+    const dis = num(d802?.values.WDisChaRteMax);
+    const maxChargeW = cha === undefined ? stage.maxChargeW : Math.max(0, Math.min(stage.maxChargeW, cha));
+    const maxDischargeW = dis === undefined ? stage.maxDischargeW : Math.max(0, Math.min(stage.maxDischargeW, dis));
+    if (this.ratings && this.ratings.maxChargeW === maxChargeW && this.ratings.maxDischargeW === maxDischargeW) return;
+    const first = this.ratings === undefined;
+    this.ratings = { ...stage, maxChargeW, maxDischargeW };
+    if (!first) this.emit();
   }
 
   /** What the device reports as in force, W, positive into the car. */
