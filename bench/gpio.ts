@@ -150,15 +150,20 @@ async function benchRuntime(debounceMs: number, runs: number): Promise<GpioBench
   }
   const site = new SimSite({
     clock: systemClock,
-    vehicle: { capacityWh: 60000, socPct: 80, maxChargeW: 11000, maxDischargeW: 11000 },
+    vehicle: { capacityWh: 60000, socPct: 40, maxChargeW: 11000, maxDischargeW: 11000 },
     inverter: { ratedW: 11000, efficiency: 0.95 },
     houseLoadW: 600,
     sheddableLoadsW: [400, 800],
     contactorDelayMs: FEEDBACK_DELAY_MS,
     gridSenseDebounceMs: debounceMs,
   });
-  // rejoin at once after each outage so one run does not wait out the 300 s reconnect delay
-  const config = loadConfig(null, { backup: { reconnectDelayS: 0, rejoinRampS: 0 }, uplink: { url: null } });
+  // the car charges when the grid goes, so there is power to take to zero; rejoin at once after each
+  // outage so one run does not wait out the 300 s reconnect delay
+  const config = loadConfig(null, {
+    vehicle: { chargeStrategy: 'immediate', targetSocPct: 80 },
+    backup: { reconnectDelayS: 0, rejoinRampS: 0 },
+    uplink: { url: null },
+  });
   const marks = { edgeAt: 0, zeroAt: 0, openAt: 0, formingAt: 0 };
   const inverter = site.inverter;
   const setPowerW = inverter.setPowerW.bind(inverter);
@@ -183,9 +188,11 @@ async function benchRuntime(debounceMs: number, runs: number): Promise<GpioBench
   try {
     await sleep(300);
     for (let i = 0; i < runs; i++) {
+      await until(() => inverter.setpointW !== 0, 20_000, 'the car charging before the outage');
       Object.assign(marks, { edgeAt: performance.now(), zeroAt: 0, openAt: 0, formingAt: 0 });
       site.setGrid(false);
       await until(() => marks.formingAt > 0, GRID_FORMING_LIMIT_MS * 3, 'grid-forming (runtime)');
+      if (marks.zeroAt === 0 || marks.openAt === 0) throw new Error('the runtime formed an island without a zero setpoint and a contactor-open command');
       zero.push(marks.zeroAt - marks.edgeAt);
       open.push(marks.openAt - marks.edgeAt);
       forming.push(marks.formingAt - marks.edgeAt);
