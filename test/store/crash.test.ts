@@ -40,7 +40,7 @@ function startChild(dbPath: string, invPath: string, extra: string[] = []): { ch
     onSettled();
     resolve(code);
   }));
-  return { child, out, ready, exited };
+  return { child, out, ready, settled, exited };
 }
 
 function check(dbPath: string): { ledger: { dispatchId: string; exportedWh: number }[]; ledgerMsgs: string[] } {
