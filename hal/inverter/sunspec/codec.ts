@@ -34,6 +34,7 @@ export interface PointDef {
 
 interface GroupDef {
   name: string;
+  label?: string;
   type: string;
   count?: number | string;
   points: PointDef[];
@@ -91,7 +92,7 @@ export function layoutModel(json: { id: number; group: GroupDef }): ModelLayout 
   walk(json.group, null);
   const top = json.group;
   const byName = new Map(points.map((p) => [p.name, p]));
-  return { id: json.id, length: offset - 2, label: String((top as { label?: string }).label ?? top.name), points, byName };
+  return { id: json.id, length: offset - 2, label: top.label ?? top.name, points, byName };
 }
 
 /** The layout of a known model, loaded from ./models on first use; undefined for models we carry no file for. */
@@ -302,13 +303,12 @@ export function scale(raw: number, sf: number): number {
 }
 
 /** Check a decoded raw value against what the model declares: enum symbols and SF exponent range. */
-export function checkRaw(model: number, lp: LaidPoint, raw: number | string): string | undefined {
+export function checkRaw(lp: LaidPoint, raw: number | string): string | undefined {
   const t = lp.def.type;
   if ((t === 'enum16' || t === 'enum32') && lp.def.symbols && lp.def.symbols.length > 0) {
     if (!lp.def.symbols.some((s) => s.value === raw)) return `enum value ${raw} is not one of ${lp.def.symbols.map((s) => `${s.value} ${s.name}`).join(', ')}`;
   }
   if (t === 'sunssf' && typeof raw === 'number' && (raw < SF_MIN || raw > SF_MAX)) return `scale factor ${raw} is outside ${SF_MIN}..${SF_MAX}`;
-  void model;
   return undefined;
 }
 
@@ -335,7 +335,7 @@ export function decodePoints(layout: ModelLayout, regAt: (offset: number) => num
     const raw = decodeRaw(lp.def.type, regs);
     raws[lp.name] = raw;
     if (raw !== undefined) {
-      const why = checkRaw(layout.id, lp, raw);
+      const why = checkRaw(lp, raw);
       if (why) issues.push({ model: layout.id, point: lp.name, offset: lp.offset, raw, reason: why });
     }
     return raw;
