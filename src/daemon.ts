@@ -71,6 +71,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     ports: hw.ports,
     config,
     log: (level, msg) => log(level, msg),
+    onTick: (plan) => hw.statusLed?.setStatus(plan.mode === 'fault' ? 'fault' : plan.mode === 'backup' ? 'backup' : 'ok'),
     onEvent: (e) => log(e.severity === 'info' ? 'info' : e.severity === 'warning' ? 'warn' : 'error', `[${e.kind}] ${e.message}`),
     version: VERSION,
   });

@@ -19,6 +19,8 @@ export interface Hardware {
   close(): Promise<void>;
   /** One line per simulated piece, for the start-up banner. */
   describe: string[];
+  /** The status LED, when one is wired. */
+  statusLed?: { setStatus(status: 'ok' | 'backup' | 'fault'): void };
 }
 
 export function needsSimulation(c: Config): boolean {
@@ -96,6 +98,7 @@ export async function buildHardware(c: Config, clock: Clock, log: (msg: string) 
   }
 
   let gpio: Pick<Ports, 'gridSense' | 'relays' | 'estop'> = {};
+  let statusLed: Hardware['statusLed'];
   switch (c.gpio.driver) {
     case 'sim':
       gpio = { gridSense: simPorts!.gridSense, relays: simPorts!.relays, estop: simPorts!.estop };
@@ -107,6 +110,8 @@ export async function buildHardware(c: Config, clock: Clock, log: (msg: string) 
     case 'onoff': {
       const g = openGpioPorts(c.gpio, clock);
       gpio = { gridSense: g.gridSense, relays: g.relays, estop: g.estop };
+      statusLed = g.statusLed;
+      closers.push(() => g.close());
       describe.push('gpio: board lines through onoff');
       break;
     }
@@ -116,6 +121,7 @@ export async function buildHardware(c: Config, clock: Clock, log: (msg: string) 
     ports: { clock, inverter, vehicle, ...gpio, siteMeter: simPorts?.siteMeter },
     site,
     describe,
+    statusLed,
     close: async () => {
       for (const fn of closers.reverse()) await fn();
     },

@@ -172,7 +172,12 @@ export function decide(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number
     contactorClosed = true;
     // the homeowner's departure outranks the aggregator: below the departure floor the car charges
     const departureNeedsCharge = soc !== undefined && f.departureFloorPct !== undefined && soc < f.departureFloorPct && s.vehicle.connected;
-    if (active && departureNeedsCharge && limits.maxChargeW > 0 && active.request.powerW < limits.maxChargeW) {
+    if (active && !s.vehicle.connected) {
+      // unplugged: the dispatch is curtailed with the reason and the charger idles
+      mode = 'idle';
+      reasons.push('no_vehicle');
+      blockReason = 'no_vehicle';
+    } else if (active && departureNeedsCharge && limits.maxChargeW > 0 && active.request.powerW < limits.maxChargeW) {
       setpointW = limits.maxChargeW;
       mode = 'charge';
       chargeLatched = true;
@@ -199,7 +204,7 @@ export function decide(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number
       setpointW = 0;
       reasons.unshift('stale_data');
       blockReason = 'stale_data';
-    } else if (!s.vehicle.connected && active) blockReason = 'no_vehicle';
+    }
   }
 
   // never more than every limit allows, and whole watts rounded toward zero

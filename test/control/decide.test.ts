@@ -214,6 +214,7 @@ describe('dispatch lifecycle (contract §1.1)', () => {
       [5, { vehicle: { connected: false } }],
     ]);
     assert.equal(plans[1].setpointW, 0);
+    assert.equal(plans[1].mode, 'idle');
     assert.deepEqual(plans[1].responses.map((r) => [r.status, r.reason]), [['curtailed', 'no_vehicle']]);
   });
 });
