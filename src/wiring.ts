@@ -41,6 +41,7 @@ export function simulatedSite(c: Config, clock: Clock): SimSite {
     inverter: { ratedW: s.inverter?.ratedW ?? 11000, efficiency: s.inverter?.efficiency ?? 0.95 },
     houseLoadW: s.houseLoadW ?? 600,
     sheddableLoadsW: s.sheddableLoadsW ?? [],
+    gridSenseDebounceMs: (c.gpio.gridSense as { debounceMs?: number } | undefined)?.debounceMs ?? 10,
   });
 }
 
