@@ -46,6 +46,27 @@ test('discovery finds the map, identity and ratings; a tick reads in two request
   }
 });
 
+test('static scale factors read once (opt-in): fewer registers per tick, the same reading', async () => {
+  const clock = new VirtualClock(T0);
+  const r = await rig({ clock, driver: { cacheStaticScaleFactors: true } });
+  try {
+    await r.driver.open();
+    const regsPerTick = r.driver.readPlan.reduce((n, b) => n + b.count, 0);
+    assert.ok(regsPerTick < 100, `${regsPerTick} registers per tick`);
+    await r.driver.setPowerW(-4321.5);
+    r.inverter.step(1, GRID_ON);
+    await r.driver.refresh();
+    const rd = r.driver.state().reading!;
+    assert.equal(r.driver.state().fault, undefined);
+    assert.equal(rd.setpointW, -4321.5, 'WSet scaled by the cached WSet_SF');
+    assert.ok(Math.abs(rd.acPowerW - r.inverter.acPowerW) <= 0.5, '701 W has 1 W resolution (W_SF 0)');
+    assert.equal(rd.frequencyHz, 50, 'Hz scaled by the cached Hz_SF');
+    assert.equal(rd.storageSocPct, Math.round(r.car.socPct * 10) / 10);
+  } finally {
+    await r.dispose();
+  }
+});
+
 test('readings: power sign converted at the boundary, energy counters, SoC, state, alarms', async () => {
   const clock = new VirtualClock(T0);
   const r = await rig({ clock });

@@ -381,8 +381,11 @@ export function enumName(lp: LaidPoint, raw: number | undefined): string | undef
   return lp.def.symbols?.find((s) => s.value === raw)?.name;
 }
 
-/** The smallest offset range [first, endExclusive) covering the named points and their scale factors. */
-export function spanOf(layout: ModelLayout, names: readonly string[]): [number, number] {
+/**
+ * The smallest offset range [first, endExclusive) covering the named points and their scale factors, or
+ * only the scale factors the model does not mark static when those are read once and kept.
+ */
+export function spanOf(layout: ModelLayout, names: readonly string[], withScaleFactors: 'all' | 'non-static' = 'all'): [number, number] {
   let first = Infinity;
   let end = -Infinity;
   const add = (lp: LaidPoint): void => {
@@ -393,7 +396,8 @@ export function spanOf(layout: ModelLayout, names: readonly string[]): [number, 
     const lp = layout.byName.get(n);
     if (!lp) throw new Error(`model ${layout.id} has no point ${n}`);
     add(lp);
-    if (lp.def.sf) add(layout.byName.get(lp.def.sf)!);
+    const sf = lp.def.sf ? layout.byName.get(lp.def.sf)! : undefined;
+    if (sf && (withScaleFactors === 'all' || sf.def.static !== 'S')) add(sf);
   }
   return [first, end];
 }

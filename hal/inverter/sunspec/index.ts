@@ -19,6 +19,8 @@ export interface SunspecInverterConfig {
   reversionS?: number;
   /** One-way conversion efficiency reported in the ratings (SunSpec has no such point). */
   efficiency?: number;
+  /** Read static scale factors once instead of with every tick's values (less RS-485 bus time). */
+  cacheScaleFactors?: boolean;
   [k: string]: unknown;
 }
 
@@ -68,6 +70,7 @@ export function createSunspecInverter(config: SunspecInverterConfig, clock: Cloc
     retries: config.retries ?? DEFAULTS.retries,
     reversionS: config.reversionS ?? DEFAULTS.reversionS,
     efficiency: config.efficiency ?? DEFAULTS.efficiency,
+    cacheStaticScaleFactors: config.cacheScaleFactors === true,
     clock,
     log,
   });
