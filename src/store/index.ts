@@ -9,17 +9,19 @@ import type { CoreEvent, DispatchRecord } from '../control/types.ts';
 import { openDb, transact, type Db } from './db.ts';
 import { checkRecord, insertStatus, isTerminal, loadDispatch, statusHistory, storedStatus, unsettledDispatches, upsertDispatch, type StatusChange } from './dispatches.ts';
 import { checkEvent, insertEvent, listEvents, pruneEvents, type EventRow } from './events.ts';
-import { historyEnergy, MINUTE_MS, pruneHistory, rawSamples, rollupRows, SampleDeltas, writeBatch, type HistorySample, type RollupRow, type StateSample } from './history.ts';
-import { completeLedgerMessage, insertLedger, isSettled, ledgerMessage, ledgerRows, periodTotals, type LedgerRow, type NewLedgerRow, type PeriodTotals } from './ledger.ts';
-import { migrate, schemaVersion, SCHEMA_VERSION } from './migrations.ts';
+import { MINUTE_MS, pruneHistory, rawSamples, rollupRows, SampleDeltas, writeBatch, type HistorySample, type RollupRow, type StateSample } from './history.ts';
+import { completeLedgerMessage, insertLedger, isSettled, ledgerMessage, ledgerRows, type LedgerRow, type NewLedgerRow, type PeriodTotals } from './ledger.ts';
+import { migrate } from './migrations.ts';
+import { readTotals } from './read.ts';
 import { SqliteOutbox } from './outbox.ts';
-import { checkTimezone, localDayMonth, localPeriodStarts, parseTariff, priceExport, type ExportSlice, type RewardSettings, type Tariff } from './reward.ts';
+import { checkTimezone, parseTariff, priceExport, type ExportSlice, type RewardSettings, type Tariff } from './reward.ts';
 
 export { SchemaTooNewError, SCHEMA_VERSION, MIGRATIONS, migrate, schemaVersion } from './migrations.ts';
 export { formatLedgerCsv, formatLedgerTable, ledgerPayload, type LedgerRow, type PeriodTotals } from './ledger.ts';
 export { parseTariff, priceExport, type RewardSettings, type TimeOfDayRate } from './reward.ts';
 export { SqliteOutbox } from './outbox.ts';
 export { runLedgerCommand, readStatusTotals } from './ledger-command.ts';
+export { openReadOnly, readTotals } from './read.ts';
 export type { StateSample, HistorySample, RollupRow } from './history.ts';
 export type { EventRow } from './events.ts';
 export type { StatusChange } from './dispatches.ts';
@@ -392,37 +394,12 @@ function strip<T extends { fromMs: number }>(p: T): Omit<T, 'fromMs'> {
   return rest;
 }
 
-/** Totals straight from the file (shared by the store and the read-only CLI). */
-export function readTotals(db: Db, nowMs: number, tz: string | null | undefined) {
-  const { day, month } = localDayMonth(nowMs, tz);
-  const { dayStartMs, monthStartMs } = localPeriodStarts(nowMs, tz);
-  return {
-    day: { ...periodTotals(db, `day:${day}`), metered: historyEnergy(db, dayStartMs, Number.MAX_SAFE_INTEGER), fromMs: dayStartMs },
-    month: { ...periodTotals(db, `month:${month}`), metered: historyEnergy(db, monthStartMs, Number.MAX_SAFE_INTEGER), fromMs: monthStartMs },
-    all: periodTotals(db, 'all'),
-  };
-}
-
 /** Opens (creating and migrating as needed) the store at `path`. */
 export function openStore(path: string, opts: StoreOptions = {}): Store {
   const db = openDb(path);
   try {
     migrate(db);
     return new Store(db, opts);
-  } catch (err) {
-    db.close();
-    throw err;
-  }
-}
-
-/** Opens an existing store file read-only at the current schema (for the CLI beside a running daemon). */
-export function openReadOnly(path: string): Db {
-  const db = openDb(path, { readonly: true });
-  try {
-    const v = schemaVersion(db);
-    if (v > SCHEMA_VERSION) migrate(db); // throws the "newer" error
-    if (v < SCHEMA_VERSION) throw new Error(`database ${path} has schema version ${v}, older than this runtime (${SCHEMA_VERSION}); start the runtime once to migrate it`);
-    return db;
   } catch (err) {
     db.close();
     throw err;

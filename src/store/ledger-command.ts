@@ -4,7 +4,8 @@
  */
 import { existsSync } from 'node:fs';
 import type { Db } from './db.ts';
-import { readTotals, openReadOnly, type StoreTotals } from './index.ts';
+import type { StoreTotals } from './index.ts';
+import { openReadOnly, readTotals } from './read.ts';
 import { formatLedgerCsv, formatLedgerTable, ledgerRows } from './ledger.ts';
 import { checkTimezone, localToUtcMs } from './reward.ts';
 
