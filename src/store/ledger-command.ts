@@ -42,24 +42,28 @@ function openForCli(dbPath: string): Db {
   return openReadOnly(dbPath);
 }
 
-/** Prints the ledger; returns the exit code (0 ok, 1 store error, 2 bad arguments). */
+/**
+ * Prints the ledger; returns the exit code (0 ok, 1 store error, 2 bad arguments). Each `out` call is
+ * one block of text without a final line end (the caller ends it, as console.log does).
+ */
 export function runLedgerCommand(args: LedgerCommandArgs, out: (s: string) => void): number {
   let sinceMs = 0;
   try {
     checkTimezone(args.timezone);
     if (args.since !== undefined) sinceMs = parseSince(args.since, args.timezone);
   } catch (err) {
-    out(`wallbox ledger: ${(err as Error).message}\n`);
+    out(`wallbox ledger: ${(err as Error).message}`);
     return 2;
   }
   let db: Db | undefined;
   try {
     db = openForCli(args.dbPath);
     const rows = ledgerRows(db, sinceMs);
-    out(args.csv ? formatLedgerCsv(rows) : rows.length ? formatLedgerTable(rows) : 'no settled dispatches\n');
+    const text = args.csv ? formatLedgerCsv(rows) : rows.length ? formatLedgerTable(rows) : 'no settled dispatches';
+    out(text.replace(/\r?\n$/, ''));
     return 0;
   } catch (err) {
-    out(`wallbox ledger: ${(err as Error).message}\n`);
+    out(`wallbox ledger: ${(err as Error).message}`);
     return 1;
   } finally {
     db?.close();
