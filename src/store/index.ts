@@ -271,7 +271,8 @@ export class Store {
     this.assertOpen();
     const s = this.deltas.next(sample);
     this.buffer.push(s);
-    this.lastFlushMs ??= s.atMs;
+    // a clock stepped back (NTP after boot) must not hold the batch until the old time comes round again
+    if (this.lastFlushMs === undefined || s.atMs < this.lastFlushMs) this.lastFlushMs = s.atMs;
     if (s.atMs - this.lastFlushMs >= this.settings.sampleFlushS * 1000 || this.buffer.length >= MAX_BUFFERED_SAMPLES) this.flush(s.atMs);
   }
 
@@ -288,7 +289,8 @@ export class Store {
     }
     this.pendingCheckpoint = cp;
     const open = cp.dispatches.length > 0;
-    const due = this.lastCheckpointWriteMs === undefined || cp.atMs - this.lastCheckpointWriteMs >= this.settings.meterCheckpointS * 1000;
+    const sinceWriteMs = this.lastCheckpointWriteMs === undefined ? Infinity : cp.atMs - this.lastCheckpointWriteMs;
+    const due = sinceWriteMs < 0 || sinceWriteMs >= this.settings.meterCheckpointS * 1000;
     // a dispatch opening or closing is written at once, so a restart never pairs a dispatch with a
     // meter baseline from before it opened
     if ((open && due) || idsKey(cp) !== this.lastWrittenCheckpointIds) {

@@ -71,6 +71,21 @@ describe('store facade', () => {
     s.close();
   });
 
+  it('a clock stepped back keeps batches and checkpoints going', (t) => {
+    const s = openStore(dbIn(tempDir(t)), { storage: { sampleFlushS: 10, meterCheckpointS: 5 } });
+    const later = T0 + 3_600_000;
+    s.recordSample(sample(later));
+    for (let i = 0; i <= 10; i++) s.recordSample(sample(T0 + i * 1000)); // an hour back
+    assert.equal(s.rollups('minute', 0, Number.MAX_SAFE_INTEGER).reduce((a, r) => a + r.samples, 0), 12);
+    const cp = (atMs: number) => ({ atMs, meter: { atMs }, dispatches: [{ id: 'd1', exportedWh: 1, importedWh: 0, carSideWh: -1 }] });
+    s.saveMeterState(cp(later));
+    s.saveMeterState(cp(T0));
+    s.db.close(); // killed: what is on disk is the checkpoint after the step
+    const again = openStore(s.db.name);
+    assert.equal(again.loadMeterState()?.atMs, T0);
+    again.close();
+  });
+
   it('a closed store refuses writes clearly; close twice is harmless', (t) => {
     const s = openStore(dbIn(tempDir(t)));
     s.close();
