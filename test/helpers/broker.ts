@@ -3,7 +3,7 @@
  * else the embedded broker (aedes), and the test output says which.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,8 +14,11 @@ export interface TestBroker {
   url: string;
   /** Stop the broker (idempotent). */
   stop(): Promise<void>;
-  /** Start it again on the same port (Mosquitto only keeps persistence if configured). */
-  restart(): Promise<void>;
+  /**
+   * Start it again on the same port (Mosquitto only keeps persistence if configured). `whileDown` runs
+   * between the stop and the start, to act during the outage.
+   */
+  restart(whileDown?: () => Promise<void> | void): Promise<void>;
 }
 
 export interface BrokerOptions {
@@ -78,6 +81,8 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<TestBroker>
 
 async function startMosquitto(bin: string, port: number, opts: BrokerOptions): Promise<TestBroker> {
   const dir = mkdtempSync(join(tmpdir(), 'wallbox-mosq-'));
+  // started as root, Mosquitto drops to its own user, which must be able to write the persistence file
+  if (opts.persistence) chmodSync(dir, 0o777);
   const conf = join(dir, 'mosquitto.conf');
   const lines = [
     `listener ${port} 127.0.0.1`,
@@ -117,8 +122,9 @@ async function startMosquitto(bin: string, port: number, opts: BrokerOptions): P
       await stop();
       rmSync(dir, { recursive: true, force: true });
     },
-    restart: async () => {
+    restart: async (whileDown?: () => Promise<void> | void) => {
       await stop();
+      await whileDown?.();
       await start();
     },
   };
@@ -135,8 +141,9 @@ async function startEmbedded(port: number): Promise<TestBroker> {
       await b?.close();
       b = undefined;
     },
-    restart: async () => {
+    restart: async (whileDown?: () => Promise<void> | void) => {
       await b?.close();
+      await whileDown?.();
       b = await startEmbeddedBroker(port, '127.0.0.1');
     },
   };
