@@ -337,18 +337,26 @@ export class Runtime {
   private async actuate(plan: Plan): Promise<void> {
     const relays = this.ports.relays;
     const contactorNow = relays?.state().contactorCommandClosed ?? true;
-    if (!plan.contactorClosed && contactorNow) {
-      await this.applySetpoint(plan);
-      await this.applyContactor(plan, contactorNow);
-      await this.applyGridForming(plan);
-    } else if (plan.contactorClosed && !contactorNow) {
-      await this.applyGridForming(plan);
-      await this.applySetpoint(plan);
-      await this.applyContactor(plan, contactorNow);
-    } else {
-      if (!plan.gridForming) await this.applyGridForming(plan);
-      await this.applySetpoint(plan);
-      if (plan.gridForming) await this.applyGridForming(plan);
+    const setpoint = this.setpointChange(plan);
+    const forming = this.gridFormingChange(plan);
+    const contactor = relays !== undefined && contactorNow !== plan.contactorClosed;
+    // most ticks change nothing: no awaits at all then
+    if (setpoint || forming || contactor) {
+      if (contactor && !plan.contactorClosed) {
+        if (setpoint) await this.applySetpoint(plan);
+        await safely(() => relays!.setContactor(false));
+        if (forming) await this.applyGridForming(plan);
+      } else if (contactor && plan.contactorClosed) {
+        if (forming) await this.applyGridForming(plan);
+        if (setpoint) await this.applySetpoint(plan);
+        await safely(() => relays!.setContactor(true));
+      } else if (plan.gridForming) {
+        if (setpoint) await this.applySetpoint(plan);
+        if (forming) await this.applyGridForming(plan);
+      } else {
+        if (forming) await this.applyGridForming(plan);
+        if (setpoint) await this.applySetpoint(plan);
+      }
     }
     if (relays) {
       const tiers = relays.state().loadTiersOn;
@@ -361,22 +369,23 @@ export class Runtime {
     }
   }
 
+  /** Unchanged setpoints are not re-sent: the driver keeps the device watchdog fed itself (port contract). */
+  private setpointChange(plan: Plan): boolean {
+    return plan.setpointW !== this.commandedSetpointW || this.ports.inverter.state().fault !== undefined;
+  }
+
+  private gridFormingChange(plan: Plan): boolean {
+    return this.commandedGridForming !== plan.gridForming || this.ports.inverter.state().reading?.gridForming !== plan.gridForming;
+  }
+
   private async applySetpoint(plan: Plan): Promise<void> {
-    // unchanged setpoints are not re-sent: the driver keeps the device watchdog fed itself (port contract)
-    if (plan.setpointW === this.commandedSetpointW && !this.ports.inverter.state().fault) return;
     await safely(() => this.ports.inverter.setPowerW(plan.setpointW));
     this.commandedSetpointW = plan.setpointW;
   }
 
   private async applyGridForming(plan: Plan): Promise<void> {
-    if (this.commandedGridForming === plan.gridForming && this.ports.inverter.state().reading?.gridForming === plan.gridForming) return;
     await safely(() => this.ports.inverter.setGridForming(plan.gridForming));
     this.commandedGridForming = plan.gridForming;
-  }
-
-  private async applyContactor(plan: Plan, contactorNow: boolean): Promise<void> {
-    const relays = this.ports.relays;
-    if (relays && contactorNow !== plan.contactorClosed) await safely(() => relays.setContactor(plan.contactorClosed));
   }
 
   private record(plan: Plan, s: Snapshot, now: number): void {
