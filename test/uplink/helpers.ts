@@ -6,6 +6,8 @@ export interface Received {
   text: string;
   json: Record<string, unknown> | undefined;
   retain: boolean;
+  /** Redelivered by the broker (its own at-least-once to this subscriber, e.g. after a broker restart). */
+  dup: boolean;
   correlationData?: Buffer;
 }
 
@@ -28,7 +30,7 @@ export async function connectAggregator(url: string, subscriptions: string[], op
     } catch {
       json = undefined;
     }
-    const r: Received = { topic, text: payload.toString('utf8'), json, retain: packet.retain };
+    const r: Received = { topic, text: payload.toString('utf8'), json, retain: packet.retain, dup: packet.dup };
     const cd = packet.properties?.correlationData;
     if (cd) r.correlationData = Buffer.from(cd as Buffer);
     received.push(r);
