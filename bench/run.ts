@@ -1,6 +1,6 @@
 /** `npm run bench`: every benchmark in turn, each printing its own figures. `npm run bench -- core` runs one. */
 const only = process.argv.slice(2);
-const benches: [string, () => Promise<{ main: () => Promise<void> }>][] = [
+const benches: [string, () => Promise<{ main: () => Promise<unknown> }>][] = [
   ['core', () => import('./core.ts')],
   ['sunspec', () => import('./sunspec.ts')],
   ['uplink', () => import('./uplink.ts')],
@@ -10,7 +10,7 @@ const benches: [string, () => Promise<{ main: () => Promise<void> }>][] = [
 for (const [name, load] of benches) {
   if (only.length && !only.includes(name)) continue;
   console.log(`\n## ${name}`);
-  let mod: { main: () => Promise<void> };
+  let mod: { main: () => Promise<unknown> };
   try {
     mod = await load();
   } catch (e) {

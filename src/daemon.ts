@@ -12,6 +12,9 @@ import type { Config } from './config/types.ts';
 import { Runtime, type RuntimeStatus } from './runtime.ts';
 import { buildHardware } from './wiring.ts';
 import { serveStatus, statusSocketPath } from './status-socket.ts';
+import { openStore, type Store } from './store/index.ts';
+import { createUplink, type Uplink } from './uplink/client.ts';
+import type { RewardSettings } from './store/reward.ts';
 
 export const VERSION = '0.1.0';
 
@@ -64,27 +67,48 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   mkdirSync(dirname(resolve(config.storage.path)), { recursive: true });
 
   const clock = systemClock;
+  let store: Store;
+  try {
+    store = openStore(config.storage.path, { timezone: config.timezone, reward: config.reward as RewardSettings, storage: config.storage });
+  } catch (e) {
+    log('error', `storage ${config.storage.path}: ${(e as Error).message}`);
+    process.exitCode = 1;
+    return;
+  }
   const hw = await buildHardware(config, clock, (m) => log('info', m));
   for (const line of hw.describe) log('info', line);
 
-  const runtime = new Runtime({
+  let runtime: Runtime | undefined;
+  const uplinkLog = { info: (_o: object, m: string) => log('info', `uplink: ${m}`), warn: (o: object, m: string) => log('warn', `uplink: ${m} ${JSON.stringify(o)}`), error: (o: object, m: string) => log('error', `uplink: ${m} ${JSON.stringify(o)}`) };
+  const uplink: Uplink | undefined = config.uplink.url
+    ? createUplink({ config, outbox: store.outbox, clock, log: uplinkLog, version: VERSION, onCommand: (cmd) => runtime?.submit(cmd) })
+    : undefined;
+
+  runtime = new Runtime({
     ports: hw.ports,
     config,
+    store,
+    uplink,
     log: (level, msg) => log(level, msg),
     onTick: (plan) => hw.statusLed?.setStatus(plan.mode === 'fault' ? 'fault' : plan.mode === 'backup' ? 'backup' : 'ok'),
     onEvent: (e) => log(e.severity === 'info' ? 'info' : e.severity === 'warning' ? 'warn' : 'error', `[${e.kind}] ${e.message}`),
     version: VERSION,
   });
+  const rt = runtime;
 
   process.on('unhandledRejection', (reason) => log('error', `unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}`));
 
-  await runtime.start();
+  await rt.start();
+  await uplink?.start();
 
   const socketPath = statusSocketPath(config.storage.path);
   let statusServer: Awaited<ReturnType<typeof serveStatus>> | undefined;
   try {
     statusServer = await serveStatus(socketPath, (req) => {
-      if (req.cmd === 'status') return { ...runtime.status(), deviceId: config.deviceId, version: VERSION };
+      if (req.cmd === 'status') {
+        const totals = store.totals(clock.nowMs());
+        return { ...rt.status(), deviceId: config.deviceId, version: VERSION, uplink: uplink ? { connected: uplink.connected(), outbox: store.outbox.size() } : null, totals };
+      }
       return { error: `unknown request ${JSON.stringify(req.cmd)}` };
     });
   } catch (e) {
@@ -96,11 +120,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     try {
       const next = loadConfig(cfgPath);
       config = next;
-      runtime.applyConfig(next);
+      rt.applyConfig(next);
       log('info', `config reloaded (${why})`);
     } catch (e) {
       const problems = e instanceof ConfigError ? e.problems.join('; ') : (e as Error).message;
-      runtime.emit({ kind: 'config', severity: 'warning', message: `config refused, keeping the last good one: ${problems}` });
+      rt.emit({ kind: 'config', severity: 'warning', message: `config refused, keeping the last good one: ${problems}` });
     }
   };
   let watcher: FSWatcher | undefined;
@@ -121,14 +145,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   process.on('SIGHUP', () => reload('SIGHUP'));
 
   let statusTimer: NodeJS.Timeout | undefined;
-  if (opts.statusLines) statusTimer = setInterval(() => process.stdout.write(statusLine(runtime.status()) + '\n'), 1000);
+  if (opts.statusLines) statusTimer = setInterval(() => process.stdout.write(statusLine(rt.status()) + '\n'), 1000);
 
   // the watchdog is fed only while the control loop is really ticking
   let lastTicks = -1;
   const watchdogUs = Number(env.WATCHDOG_USEC ?? 0);
   const watchdogTimer = watchdogUs > 0
     ? setInterval(() => {
-        const t = runtime.status().ticks;
+        const t = rt.status().ticks;
         if (t !== lastTicks) sdNotify(env, 'WATCHDOG=1');
         lastTicks = t;
       }, Math.max(1000, watchdogUs / 2000))
@@ -148,8 +172,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       clearTimeout(reloadTimer);
       watcher?.close();
       statusServer?.close();
-      await runtime.stop();
+      await uplink?.stop();
+      await rt.stop();
       await hw.close();
+      store.close();
       resolveStop();
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));

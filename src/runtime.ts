@@ -6,6 +6,7 @@
 import type { Clock, Ports } from '../hal/ports.ts';
 import type { Config, ControlSettings } from './config/types.ts';
 import { decide, initialMemory } from './control/decide.ts';
+import { deliveredWh } from './control/dispatch.ts';
 import type { CoreEvent, DispatchCommand, DispatchRecord, DispatchResponse, EnergyDelta, Memory, Plan, Snapshot, SocSource } from './control/types.ts';
 import { isoUtc, type OutboundMessage, type QueuedMessage, type StatePayload } from './contract.ts';
 import { initialMeterState, meterTick, type MeterState } from './control/metering.ts';
@@ -18,6 +19,17 @@ export interface RuntimeStore {
   settleDispatch(r: DispatchRecord, msgs: OutboundMessage[], nowMs: number, opts?: { interrupted?: boolean }): QueuedMessage[];
   recordEvent(e: CoreEvent, nowMs: number): void;
   recordSample(sample: RuntimeSample): void;
+  /** Keep the meter state and the running energy of open dispatches, for settling after a crash. */
+  saveMeterState?(cp: MeterCheckpointLike): void;
+  loadMeterState?(): MeterCheckpointLike | undefined;
+  /** Dispatches without a ledger row (the process died during them, or between status and settlement). */
+  interruptedDispatches?(): { record: DispatchRecord; interrupted: boolean; started: boolean; fromCheckpoint: boolean }[];
+}
+
+export interface MeterCheckpointLike {
+  atMs: number;
+  meter: unknown;
+  dispatches: { id: string; exportedWh: number; importedWh: number; carSideWh: number }[];
 }
 
 /** What the runtime needs from the uplink (src/uplink implements it). */
@@ -133,8 +145,67 @@ export class Runtime {
       if (port) this.unsubscribers.push(port.onChange(() => this.requestTick()));
     }
     this.nextTickAtMs = this.clock.nowMs();
+    await this.recover();
     await this.tick();
     if (this.opts.timer !== false) this.armTimer();
+  }
+
+  /**
+   * After a crash or power cut: settle what was running from the energy measured (the last checkpoint
+   * plus what the inverter's counters moved since), marked interrupted; put back dispatches that had not
+   * started yet, so they still run; answer the ones whose time passed meanwhile.
+   */
+  private async recover(): Promise<void> {
+    const store = this.opts.store;
+    if (!store?.interruptedDispatches) return;
+    try {
+      const now = this.clock.nowMs();
+      const cp = store.loadMeterState?.();
+      await this.refreshAll();
+      const reading = this.ports.inverter.state().reading;
+      let sinceCheckpoint: EnergyDelta = { exportedWh: 0, importedWh: 0, carSideWh: 0 };
+      if (cp?.meter && reading) {
+        const t = meterTick(cp.meter as MeterState, reading, this.meterSettings());
+        sinceCheckpoint = t.delta;
+        this.meter = t.state;
+      }
+      const restored: DispatchRecord[] = [];
+      const msgs: OutboundMessage[] = [];
+      for (const u of store.interruptedDispatches()) {
+        let rec = u.record;
+        if (u.interrupted && !u.started && rec.endMs > now) {
+          restored.push(rec);
+          continue;
+        }
+        if (u.interrupted && !u.started) {
+          const expired: DispatchRecord = { ...rec, status: 'expired', reason: 'expired', endedMs: now };
+          store.recordDispatch(expired, now);
+          msgs.push(responseMessage({ id: rec.id, status: 'expired', reason: 'expired', replyTo: rec.replyTo }));
+          continue;
+        }
+        if (u.interrupted) {
+          const delta = u.fromCheckpoint && (rec.status === 'active' || rec.status === 'curtailed') ? sinceCheckpoint : { exportedWh: 0, importedWh: 0, carSideWh: 0 };
+          rec = {
+            ...rec, status: 'completed', reason: 'interrupted', endedMs: Math.min(now, rec.endMs),
+            exportedWh: rec.exportedWh + delta.exportedWh, importedWh: rec.importedWh + delta.importedWh, carSideWh: rec.carSideWh + delta.carSideWh,
+          };
+        }
+        const resp = { id: rec.id, status: rec.status, reason: rec.reason, deliveredWh: deliveredWh(rec), replyTo: rec.replyTo };
+        store.settleDispatch(rec, [responseMessage(resp), ledgerMessage(rec, u.interrupted)], now, { interrupted: u.interrupted });
+        this.opts.onSettled?.(rec);
+        this.emit({ kind: 'dispatch', severity: 'warning', message: `dispatch ${rec.id} settled after a restart: ${round1(rec.exportedWh)} Wh exported, ${round1(rec.importedWh)} Wh imported${u.interrupted ? ' (interrupted)' : ''}` });
+      }
+      if (restored.length) this.memory = { ...this.memory, dispatches: [...this.memory.dispatches, ...restored] };
+      if (msgs.length) this.opts.uplink?.publish(msgs);
+      this.opts.uplink?.drain?.();
+    } catch (e) {
+      this.log('error', `recovery after restart failed: ${(e as Error)?.message ?? String(e)}`);
+    }
+  }
+
+  private meterSettings(): { efficiency: number; maxPowerW: number } {
+    const r = this.ports.inverter.state().ratings;
+    return { efficiency: r?.efficiency ?? 0.9, maxPowerW: Math.max(r?.ratedW ?? 0, r?.maxChargeW ?? 0, r?.maxDischargeW ?? 0, 1) };
   }
 
   async stop(): Promise<void> {
@@ -247,11 +318,9 @@ export class Runtime {
     const grid = this.ports.gridSense?.state();
     const relays = this.ports.relays?.state();
     const meter = this.ports.siteMeter?.state();
-    const eff = inv.ratings?.efficiency ?? 0.9;
     let delta: EnergyDelta = { exportedWh: 0, importedWh: 0, carSideWh: 0 };
     if (inv.reading) {
-      const maxPowerW = Math.max(inv.ratings?.ratedW ?? 0, inv.ratings?.maxChargeW ?? 0, inv.ratings?.maxDischargeW ?? 0, 1);
-      const m = meterTick(this.meter, inv.reading, { efficiency: eff, maxPowerW });
+      const m = meterTick(this.meter, inv.reading, this.meterSettings());
       this.meter = m.state;
       delta = m.delta;
     }
@@ -424,6 +493,10 @@ export class Runtime {
     if (uplink) this.report(plan, s, now, msgs);
     if (msgs.length) safelySync(() => uplink?.publish(msgs), this.log);
 
+    if (store?.saveMeterState) {
+      const open = plan.memory.dispatches.filter((r) => r.status === 'active' || r.status === 'curtailed' || r.status === 'accepted');
+      safelySync(() => store.saveMeterState!({ atMs: now, meter: this.meter, dispatches: open.map((r) => ({ id: r.id, exportedWh: r.exportedWh, importedWh: r.importedWh, carSideWh: r.carSideWh })) }), this.log);
+    }
     if (store)
       safelySync(
         () =>

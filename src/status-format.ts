@@ -14,7 +14,14 @@ export function formatStatus(s: Record<string, unknown>): string {
     `backup       ${get('backup.active') ? `${get('backup.phase')}, ${num(get('backup.hoursLeft'))} h left, shed tiers ${JSON.stringify(get('backup.shedTiers'))}` : 'not active'}`,
     `energy       imported ${num(get('energy.importedWh'))} Wh, exported ${num(get('energy.exportedWh'))} Wh since start`,
   ];
-  const totals = get('totals');
-  if (totals && typeof totals === 'object') lines.push(`totals       ${JSON.stringify(totals)}`);
+  const uplink = get('uplink') as { connected?: boolean; outbox?: number } | null | undefined;
+  if (uplink) lines.push(`uplink       ${uplink.connected ? 'connected' : 'NOT connected'}, ${uplink.outbox ?? 0} message(s) waiting in the outbox`);
+  for (const period of ['day', 'month', 'all'] as const) {
+    const t = get(`totals.${period}`) as { dispatches?: number; exportedWh?: number; importedWh?: number; rewards?: { amount: number; currency: string }[] } | undefined;
+    if (!t) continue;
+    const reward = (t.rewards ?? []).map((r) => `${r.amount.toFixed(2)} ${r.currency}`).join(' + ') || 'no reward';
+    const label = period === 'all' ? 'all time' : period === 'day' ? 'today' : 'this month';
+    lines.push(`${label.padEnd(12)} ${t.dispatches ?? 0} dispatch(es), exported ${num(t.exportedWh)} Wh, imported ${num(t.importedWh)} Wh, ${reward}`);
+  }
   return lines.join('\n');
 }
