@@ -322,6 +322,9 @@ class MqttUplink implements Uplink {
       return;
     }
     this.client = client;
+    // dispatches and their answers are small packets: without this, Nagle's algorithm meeting the peer's
+    // delayed ACK holds each one back for tens of milliseconds
+    (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
     // the connect watchdog: whatever state mqtt.js or the socket gets stuck in, this attempt ends
     this.watchdogTimer = setTimeout(() => {
       if (gen !== this.generation || this.isConnected) return;

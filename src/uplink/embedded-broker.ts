@@ -18,7 +18,11 @@ export async function startEmbeddedBroker(port: number, host = '127.0.0.1'): Pro
   // a client that misbehaves must not take the broker (and with it the runtime) down
   broker.on('clientError', () => {});
   broker.on('connectionError', () => {});
-  const server = createServer((socket) => broker.handle(socket));
+  const server = createServer((socket) => {
+    // small request/response packets: Nagle would delay each dispatch answer by tens of milliseconds
+    socket.setNoDelay(true);
+    broker.handle(socket);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
