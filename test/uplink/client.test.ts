@@ -286,3 +286,70 @@ test('queued QoS 1 dispatches sent while the device was stopped arrive when it c
 });
 
 export type { Uplink };
+
+test('url "embedded": the uplink starts the local broker, and mosquitto_pub / mosquitto_sub work against it', async (t) => {
+  const { spawn, spawnSync } = await import('node:child_process');
+  if (spawnSync('mosquitto_pub', ['--help'], { stdio: 'ignore' }).error) return t.skip('mosquitto clients not installed');
+  const port = await freePort();
+  // the embedded broker lives in this process: the CLI must run asynchronously, not block the event loop
+  const pub = (m: string) =>
+    new Promise<void>((resolve) => {
+      const c = spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-q', '1', '-t', 'wallbox/dev-embedded/dispatch', '-m', m], { stdio: 'ignore' });
+      c.once('exit', () => resolve());
+      c.once('error', () => resolve());
+    });
+  const d = device('embedded', 'dev-embedded', { embeddedPort: port });
+  const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-v', '-t', 'wallbox/#'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  sub.stdout.on('data', (b) => (out += b));
+  try {
+    await d.uplink.start();
+    await waitFor(() => d.uplink.connected(), 'connected to the embedded broker');
+    assert.equal(d.uplink.stats().protocolVersion, 4);
+    await waitFor(() => out.includes('wallbox/dev-embedded/status'), 'mosquitto_sub sees the birth');
+    for (let i = 0; i < 50 && d.commands.length === 0; i++) {
+      await pub('{"id":"cli-1","powerW":-7000,"durationS":600}');
+      await waitFor(() => d.commands.length > 0, 'command', 200).catch(() => {});
+    }
+    assert.equal(d.commands[0].kind === 'dispatch' && d.commands[0].request.id, 'cli-1');
+    await pub('{"id":"cli-2"}');
+    await waitFor(() => out.includes('"field":"powerW"'), 'mosquitto_sub sees the rejection');
+  } finally {
+    sub.kill();
+    await d.uplink.stop();
+  }
+});
+
+test('MQTT 5 message expiry: a dispatch that expired at the broker while the device was away never arrives', async (t) => {
+  const broker = await startBroker();
+  if (broker.kind !== 'mosquitto') {
+    await broker.stop();
+    return t.skip('needs an MQTT 5 broker');
+  }
+  const first = device(broker.url, 'dev-expiry');
+  const agg = await connectAggregator(broker.url, []);
+  try {
+    await first.uplink.start();
+    await waitFor(() => first.uplink.connected(), 'connected');
+    for (let i = 0; i < 50 && first.commands.length === 0; i++) {
+      await agg.publish('wallbox/dev-expiry/dispatch', { id: `p${i}`, cancel: true });
+      await waitFor(() => first.commands.length > 0, 'subscribed', 200).catch(() => {});
+    }
+    await first.uplink.stop();
+    await agg.publish('wallbox/dev-expiry/dispatch', { id: 'stale', powerW: -2000, durationS: 600 }, { qos: 1, properties: { messageExpiryInterval: 1 } });
+    await agg.publish('wallbox/dev-expiry/dispatch', { id: 'fresh', powerW: -2000, durationS: 600 }, { qos: 1, properties: { messageExpiryInterval: 600 } });
+    await new Promise((r) => setTimeout(r, 2100));
+    const second = device(broker.url, 'dev-expiry');
+    await second.uplink.start();
+    try {
+      await waitFor(() => second.commands.some((c) => c.kind === 'dispatch' && c.request.id === 'fresh'), 'fresh one delivered');
+      assert.equal(second.commands.some((c) => c.kind === 'dispatch' && c.request.id === 'stale'), false);
+    } finally {
+      await second.uplink.stop();
+    }
+  } finally {
+    await first.uplink.stop();
+    await agg.close();
+    await broker.stop();
+  }
+});
