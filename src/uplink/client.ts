@@ -585,13 +585,10 @@ class MqttUplink implements Uplink {
         replay: this.replay,
         replyTo,
       });
-      if (!r.ok && this.s.dispatchPublicKey && !this.publicKey && r.reason !== 'signature') {
-        // configured for signed dispatch but without a usable key: nothing may pass
-        this.answerInvalid(topic, source, { id: r.id, reason: 'signature', field: 'sig', message: 'device has no usable dispatch key' }, replyTo);
-        return;
-      }
-      if (r.ok && this.s.dispatchPublicKey && !this.publicKey) {
-        this.answerInvalid(topic, source, { id: r.command.kind === 'cancel' ? r.command.id : r.command.request.id, reason: 'signature', field: 'sig', message: 'device has no usable dispatch key' }, replyTo);
+      if (this.s.dispatchPublicKey && !this.publicKey) {
+        // configured for signed dispatch but without a usable key: nothing may pass, signed or not
+        const id = r.ok ? (r.command.kind === 'cancel' ? r.command.id : r.command.request.id) : r.id;
+        this.answerInvalid(topic, source, { id, reason: 'signature', field: 'sig', message: 'device has no usable dispatch key' }, replyTo);
         return;
       }
       if (!r.ok) {

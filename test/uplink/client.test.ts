@@ -353,3 +353,25 @@ test('MQTT 5 message expiry: a dispatch that expired at the broker while the dev
     await broker.stop();
   }
 });
+
+test('signed dispatch configured with an unusable key: every dispatch is refused, none reaches the core', async () => {
+  const broker = await startBroker();
+  const d = device(broker.url, 'dev-nokey', { dispatchPublicKey: '/nonexistent/aggregator.pub' });
+  const agg = await connectAggregator(broker.url, ['wallbox/dev-nokey/dispatch/response']);
+  try {
+    await d.uplink.start();
+    await waitFor(() => d.uplink.connected(), 'connected');
+    assert.match(d.uplink.stats().lastError ?? '', /cannot read key file/);
+    for (let i = 0; i < 50 && d.invalid.length === 0; i++) {
+      await agg.publish('wallbox/dev-nokey/dispatch', { id: 'n1', powerW: -1000, durationS: 60 });
+      await waitFor(() => d.invalid.length > 0, 'judged', 200).catch(() => {});
+    }
+    await waitFor(() => agg.received.length > 0, 'answer');
+    assert.equal(agg.received[0].json?.reason, 'signature');
+    assert.equal(d.commands.length, 0);
+  } finally {
+    await d.uplink.stop();
+    await agg.close();
+    await broker.stop();
+  }
+});
