@@ -9,10 +9,10 @@ import { VirtualClock } from '../hal/sim/virtual-clock.ts';
 import { SimSite } from '../hal/sim/site.ts';
 import { ConfigError, PROJECT_ROOT, loadConfig } from './config/load.ts';
 import type { Config } from './config/types.ts';
-import type { DispatchCommand, DispatchResponse, Plan, Snapshot } from './control/types.ts';
+import type { DispatchResponse, Plan, Snapshot } from './control/types.ts';
 import { isoUtc } from './contract.ts';
 import { Runtime } from './runtime.ts';
-import { parseDispatchBody } from './dispatch-codec.ts';
+import { parseDispatchPayload } from './uplink/codec.ts';
 
 export interface ScenarioEvent {
   at: number;
@@ -120,12 +120,20 @@ export function parseScenario(input: unknown, source = '(scenario)'): Scenario {
   (sc.events ?? []).forEach((e, i) => {
     if (e.at > sc.durationS) problems.push(`events.${i}.at: ${e.at} is after durationS (${sc.durationS})`);
     if (e.dispatch) {
-      const r = parseDispatchBody(e.dispatch, 0);
-      if (!r.ok) problems.push(`events.${i}.dispatch.${r.field}: ${r.message}`);
+      // the same validation as a dispatch arriving over MQTT (times are checked against the scenario's clock when it runs)
+      const r = parseDispatchPayload(Buffer.from(JSON.stringify(e.dispatch)), { nowMs: scenarioStartMs(sc) + e.at * 1000, source: 'scenario' });
+      if (!r.ok) problems.push(`events.${i}.dispatch${r.field ? `.${r.field}` : ''}: ${r.message}`);
     }
   });
   if (problems.length) throw new ConfigError(problems, source);
   return sc;
+}
+
+const processStartMs = Math.floor(Date.now() / 1000) * 1000;
+
+/** Scenario time zero: its `start`, else when this process started (so checks and the run agree). */
+export function scenarioStartMs(sc: Scenario): number {
+  return sc.start ? Date.parse(sc.start) : processStartMs;
 }
 
 export function loadScenarioFile(path: string): Scenario {
@@ -147,7 +155,7 @@ export function loadScenarioFile(path: string): Scenario {
 /** Run a scenario to the end under the virtual clock. */
 export async function runScenario(sc: Scenario, opts: { name?: string } = {}): Promise<SimulationResult> {
   const wallStart = performance.now();
-  const startMs = sc.start ? Date.parse(sc.start) : Math.floor(Date.now() / 1000) * 1000;
+  const startMs = scenarioStartMs(sc);
   const tickS = sc.tickS ?? 1;
   const config = loadConfig(null, {
     ...(sc.config ?? {}),
@@ -271,8 +279,8 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
 function applyEvent(e: ScenarioEvent, site: SimSite, runtime: Runtime, clock: VirtualClock): void {
   const now = clock.nowMs();
   if (e.dispatch) {
-    const r = parseDispatchBody(e.dispatch, now);
-    if (r.ok) runtime.submit({ kind: 'dispatch', request: r.request, body: r.body, receivedMs: now, source: 'scenario' } satisfies DispatchCommand);
+    const r = parseDispatchPayload(Buffer.from(JSON.stringify(e.dispatch)), { nowMs: now, source: 'scenario' });
+    if (r.ok) runtime.submit(r.command);
   }
   if (e.cancel) runtime.submit({ kind: 'cancel', id: e.cancel, receivedMs: now, source: 'scenario' });
   if (e.gridDown) site.setGrid(false);
