@@ -7,6 +7,7 @@ import type { Clock, Ports } from '../hal/ports.ts';
 import type { Config, ControlSettings } from './config/types.ts';
 import { decide, initialMemory } from './control/decide.ts';
 import { deliveredWh } from './control/dispatch.ts';
+import type { StateSample } from './store/history.ts';
 import type { CoreEvent, DispatchCommand, DispatchRecord, DispatchResponse, EnergyDelta, Memory, Plan, Snapshot, SocSource } from './control/types.ts';
 import { isoUtc, type OutboundMessage, type QueuedMessage, type StatePayload } from './contract.ts';
 import { initialMeterState, meterTick, type MeterState } from './control/metering.ts';
@@ -40,17 +41,8 @@ export interface RuntimeUplink {
   drain?(): void;
 }
 
-export interface RuntimeSample {
-  atMs: number;
-  mode: string;
-  socPct: number | null;
-  powerW: number;
-  setpointW: number;
-  houseLoadW: number | null;
-  gridUp: boolean;
-  importedWh: number;
-  exportedWh: number;
-}
+/** One state-history sample (the store's shape). */
+export type RuntimeSample = StateSample;
 
 export interface RuntimeOptions {
   ports: Ports;
