@@ -189,6 +189,7 @@ class MqttUplink implements Uplink {
     this.started = true;
     this.stopping = false;
     this.startedAt = isoUtc(this.o.clock.nowMs());
+    this.url = this.s.url;
     if (this.s.dispatchPublicKey) {
       try {
         this.publicKey = loadPublicKey(this.s.dispatchPublicKey);

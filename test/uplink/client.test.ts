@@ -299,12 +299,14 @@ test('url "embedded": the uplink starts the local broker, and mosquitto_pub / mo
       c.once('error', () => resolve());
     });
   const d = device('embedded', 'dev-embedded', { embeddedPort: port });
-  const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-v', '-t', 'wallbox/#'], { stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
-  sub.stdout.on('data', (b) => (out += b));
+  let sub: ReturnType<typeof spawn> | undefined;
   try {
     await d.uplink.start();
     await waitFor(() => d.uplink.connected(), 'connected to the embedded broker');
+    // started once the broker listens; the retained birth reaches it anyway
+    sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-v', '-t', 'wallbox/#'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    sub.stdout!.on('data', (b) => (out += b));
     assert.equal(d.uplink.stats().protocolVersion, 4);
     await waitFor(() => out.includes('wallbox/dev-embedded/status'), 'mosquitto_sub sees the birth');
     for (let i = 0; i < 50 && d.commands.length === 0; i++) {
@@ -315,7 +317,7 @@ test('url "embedded": the uplink starts the local broker, and mosquitto_pub / mo
     await pub('{"id":"cli-2"}');
     await waitFor(() => out.includes('"field":"powerW"'), 'mosquitto_sub sees the rejection');
   } finally {
-    sub.kill();
+    sub?.kill();
     await d.uplink.stop();
   }
 });
