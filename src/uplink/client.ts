@@ -92,6 +92,12 @@ export interface Uplink {
    */
   drain(): void;
   connected(): boolean;
+  /**
+   * Apply a reloaded `uplink` section to the running uplink: groups are re-subscribed, the dispatch key
+   * and payload limits take effect at once, connection settings (url, TLS, credentials, keepalive,
+   * session) by reconnecting. `prefix` and a change to or from `"embedded"` need a restart. Never throws.
+   */
+  reconfigure(section: UplinkSection): { applied: string[]; restartNeeded: string[] };
   /** Retained `status` offline, then a clean DISCONNECT (so the broker does not send the last will). */
   stop(): Promise<void>;
   stats(): UplinkStats;
@@ -124,7 +130,7 @@ interface Flight {
 
 class MqttUplink implements Uplink {
   readonly root: string;
-  private readonly s: UplinkSettings;
+  private s: UplinkSettings;
   private readonly log: UplinkLog;
   private readonly maxInFlight: number;
   private readonly reconnectMinMs: number;
@@ -252,6 +258,96 @@ class MqttUplink implements Uplink {
 
   drain(): void {
     this.pump();
+  }
+
+  reconfigure(section: UplinkSection): { applied: string[]; restartNeeded: string[] } {
+    const applied: string[] = [];
+    const restartNeeded: string[] = [];
+    try {
+      const next = uplinkSettings(section);
+      const prev = this.s;
+      const differs = (k: keyof UplinkSettings) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]);
+      if (differs('prefix')) restartNeeded.push('prefix');
+      if (differs('url') && (prev.url === 'embedded' || next.url === 'embedded' || prev.url === null || next.url === null)) restartNeeded.push('url');
+      if (differs('embeddedPort') && prev.url === 'embedded') restartNeeded.push('embeddedPort');
+      const keep = { prefix: prev.prefix, url: restartNeeded.includes('url') ? prev.url : next.url, embeddedPort: prev.embeddedPort };
+      this.s = { ...next, ...keep };
+      for (const k of ['maxPayloadBytes', 'maxDispatchAgeS'] as const) if (differs(k)) applied.push(k);
+      if (differs('dispatchPublicKey')) {
+        this.publicKey = undefined;
+        if (next.dispatchPublicKey) {
+          try {
+            this.publicKey = loadPublicKey(next.dispatchPublicKey);
+          } catch (e) {
+            this.st.lastError = (e as Error).message;
+            this.log.error({ err: (e as Error).message }, 'new dispatch key unusable; every dispatch will be rejected');
+          }
+        }
+        applied.push('dispatchPublicKey');
+      }
+      if (differs('groups')) {
+        this.resubscribeGroups(prev.groups, next.groups);
+        applied.push('groups');
+      }
+      const connectionKeys = (['url', 'tls', 'username', 'passwordFile', 'keepaliveS', 'connectTimeoutS', 'sessionExpiryS', 'willDelayS'] as const).filter(
+        (k) => differs(k) && !restartNeeded.includes(k),
+      );
+      if (connectionKeys.length) {
+        applied.push(...connectionKeys);
+        if (this.url !== 'embedded' && this.s.url !== null) this.url = this.s.url;
+        if (this.started && !this.stopping) {
+          this.failures = 0;
+          this.fallbackTo311 = false;
+          this.reconnectCleanly();
+        }
+      }
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'uplink reconfiguration failed; previous settings kept');
+    }
+    return { applied, restartNeeded };
+  }
+
+  /**
+   * DISCONNECT normally, then connect again with the current settings: the broker keeps the session and
+   * sends no last will. The next attempt waits for the old connection to close so it is no takeover.
+   */
+  private reconnectCleanly(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    const c = this.client;
+    if (!c || !this.isConnected) {
+      this.scheduleRetry(0);
+      return;
+    }
+    this.client = undefined;
+    this.generation++;
+    this.onDisconnected();
+    c.removeAllListeners();
+    c.on('error', () => {});
+    let done = false;
+    const next = () => {
+      if (done) return;
+      done = true;
+      if (!this.stopping) this.scheduleRetry(0);
+    };
+    try {
+      c.end(false, {}, next);
+    } catch {
+      next();
+    }
+    setTimeout(next, 2000).unref();
+  }
+
+  private resubscribeGroups(before: string[], after: string[]): void {
+    const topic = (g: string) => `${this.s.prefix}/group/${g}/dispatch`;
+    const removed = before.filter((g) => !after.includes(g)).map(topic);
+    const added = after.filter((g) => !before.includes(g));
+    for (const t of removed) this.sources.delete(t);
+    for (const g of added) this.sources.set(topic(g), `group:${g}`);
+    const client = this.client;
+    if (!client || !this.isConnected) return;
+    if (removed.length) client.unsubscribe(removed, (err) => err && this.fail(`unsubscribe: ${err.message}`));
+    if (added.length) client.subscribe(added.map(topic), { qos: 1 }, (err) => err && this.fail(`subscribe: ${err.message}`));
   }
 
   stats(): UplinkStats {

@@ -377,3 +377,37 @@ test('signed dispatch configured with an unusable key: every dispatch is refused
     await broker.stop();
   }
 });
+
+test('reconfigure: groups re-subscribed at once; a connection setting reconnects cleanly (no last will); prefix needs a restart', async () => {
+  const broker = await startBroker();
+  const d = device(broker.url, 'dev-reconf', { groups: ['a'] });
+  const agg = await connectAggregator(broker.url, ['wallbox/dev-reconf/status']);
+  try {
+    await d.uplink.start();
+    await waitFor(() => d.uplink.connected(), 'connected');
+    const viaGroup = async (g: string, id: string) => {
+      for (let i = 0; i < 30 && !d.commands.some((c) => c.kind === 'cancel' && c.id === id); i++) {
+        await agg.publish(`wallbox/group/${g}/dispatch`, { id, cancel: true });
+        await waitFor(() => d.commands.some((c) => c.kind === 'cancel' && c.id === id), id, 200).catch(() => {});
+      }
+      return d.commands.some((c) => c.kind === 'cancel' && c.id === id);
+    };
+    assert.ok(await viaGroup('a', 'a1'));
+    const cfg = uplinkConfig('dev-reconf', broker.url, { groups: ['b'] }).uplink;
+    assert.deepEqual(d.uplink.reconfigure(cfg), { applied: ['groups'], restartNeeded: [] });
+    assert.ok(await viaGroup('b', 'b1'));
+    await agg.publish('wallbox/group/a/dispatch', { id: 'a2', cancel: true });
+    const connects = d.uplink.stats().connects;
+    const r = d.uplink.reconfigure({ ...cfg, keepaliveS: 20, prefix: 'other' });
+    assert.deepEqual(r, { applied: ['keepaliveS'], restartNeeded: ['prefix'] });
+    await waitFor(() => d.uplink.stats().connects === connects + 1, 'reconnected');
+    assert.equal(d.commands.some((c) => c.kind === 'cancel' && c.id === 'a2'), false, 'group a left');
+    await waitFor(() => agg.received.filter((m) => m.json?.online === true).length >= 2, 'second birth');
+    assert.equal(agg.received.some((m) => m.json?.online === false), false, 'no last will on a clean reconnect');
+    assert.equal(d.uplink.root, 'wallbox/dev-reconf');
+  } finally {
+    await d.uplink.stop();
+    await agg.close();
+    await broker.stop();
+  }
+});
