@@ -20,6 +20,8 @@ export interface RuntimeStore {
   settleDispatch(r: DispatchRecord, msgs: OutboundMessage[], nowMs: number, opts?: { interrupted?: boolean }): QueuedMessage[];
   recordEvent(e: CoreEvent, nowMs: number): void;
   recordSample(sample: RuntimeSample): void;
+  /** Run `fn` as one durable transaction that the other writes join (one commit per tick). */
+  atomically?<T>(fn: () => T): T;
   /** Keep the meter state and the running energy of open dispatches, for settling after a crash. */
   saveMeterState?(cp: MeterCheckpointLike): void;
   loadMeterState?(): MeterCheckpointLike | undefined;
@@ -450,6 +452,20 @@ export class Runtime {
   }
 
   private record(plan: Plan, s: Snapshot, now: number): void {
+    const store = this.opts.store;
+    // status changes, settlements and their outbox rows in one commit; quiet ticks open no transaction
+    if (store?.atomically && (plan.responses.length || plan.events.length || plan.finished.length)) {
+      try {
+        store.atomically(() => this.recordInner(plan, s, now));
+      } catch (e) {
+        this.log('error', `record failed: ${(e as Error)?.message ?? String(e)}`);
+      }
+      return;
+    }
+    this.recordInner(plan, s, now);
+  }
+
+  private recordInner(plan: Plan, s: Snapshot, now: number): void {
     const store = this.opts.store;
     const uplink = this.opts.uplink;
     const msgs: OutboundMessage[] = [];

@@ -155,6 +155,15 @@ export class Store {
 
   // --- dispatches and settlement ---------------------------------------------------------------
 
+  /**
+   * Runs `fn` in one durable transaction: the writes the other methods make inside it (status changes,
+   * outbox rows, settlements) join it, so a tick that changes several things costs one commit.
+   */
+  atomically<T>(fn: () => T): T {
+    this.assertOpen();
+    return transact(this.db, 'durable', fn);
+  }
+
   /** Upserts the record; a new status is written at once, durably, with a status-history row. */
   recordDispatch(record: DispatchRecord, nowMs: number): void {
     this.assertOpen();
