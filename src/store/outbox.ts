@@ -75,6 +75,8 @@ export class SqliteOutbox implements OutboxStore {
     this.reservedUpTo = Math.max(reserved ? Number(reserved.value) : 0, maxRow);
     this.nextSeq = this.reservedUpTo + 1;
     this.rows = (db.prepare('SELECT count(*) AS c FROM outbox').get() as { c: number }).c;
+    // acknowledgements lost with a crash bring their rows back, or the bound was lowered in the config
+    if (this.rows > this.maxRows) transact(db, 'relaxed', () => this.enforceBound());
   }
 
   /**

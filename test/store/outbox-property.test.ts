@@ -59,7 +59,7 @@ describe('outbox properties', () => {
           s.close();
         }
       }),
-      { numRuns: 60 },
+      { numRuns: 150 },
     );
   });
 });
