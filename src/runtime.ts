@@ -20,8 +20,8 @@ export interface RuntimeStore {
   settleDispatch(r: DispatchRecord, msgs: OutboundMessage[], nowMs: number, opts?: { interrupted?: boolean }): QueuedMessage[];
   recordEvent(e: CoreEvent, nowMs: number): void;
   recordSample(sample: RuntimeSample): void;
-  /** Run `fn` as one durable transaction that the other writes join (one commit per tick). */
-  atomically?<T>(fn: () => T): T;
+  /** Run `fn` as one transaction that the other writes join (one commit per tick). */
+  atomically?<T>(fn: () => T, durability?: 'durable' | 'relaxed'): T;
   /** Keep the meter state and the running energy of open dispatches, for settling after a crash. */
   saveMeterState?(cp: MeterCheckpointLike): void;
   loadMeterState?(): MeterCheckpointLike | undefined;
@@ -453,10 +453,12 @@ export class Runtime {
 
   private record(plan: Plan, s: Snapshot, now: number): void {
     const store = this.opts.store;
-    // status changes, settlements and their outbox rows in one commit; quiet ticks open no transaction
+    // status changes, settlements and their outbox rows in one commit; quiet ticks open no transaction.
+    // A settlement (ledger) must survive a power cut; a status change or event need only survive a
+    // killed process, which keeps the fsync off the path of an `accepted` answer.
     if (store?.atomically && (plan.responses.length || plan.events.length || plan.finished.length)) {
       try {
-        store.atomically(() => this.recordInner(plan, s, now));
+        store.atomically(() => this.recordInner(plan, s, now), plan.finished.length ? 'durable' : 'relaxed');
       } catch (e) {
         this.log('error', `record failed: ${(e as Error)?.message ?? String(e)}`);
       }

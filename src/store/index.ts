@@ -156,12 +156,13 @@ export class Store {
   // --- dispatches and settlement ---------------------------------------------------------------
 
   /**
-   * Runs `fn` in one durable transaction: the writes the other methods make inside it (status changes,
-   * outbox rows, settlements) join it, so a tick that changes several things costs one commit.
+   * Runs `fn` in one transaction: the writes the other methods make inside it (status changes, outbox
+   * rows, settlements) join it, so a tick that changes several things costs one commit. `relaxed`
+   * (WAL, synchronous=NORMAL) survives a killed process; `durable` (synchronous=FULL) a power cut too.
    */
-  atomically<T>(fn: () => T): T {
+  atomically<T>(fn: () => T, durability: 'durable' | 'relaxed' = 'durable'): T {
     this.assertOpen();
-    return transact(this.db, 'durable', fn);
+    return transact(this.db, durability, fn);
   }
 
   /** Upserts the record; a new status is written at once, durably, with a status-history row. */
