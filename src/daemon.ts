@@ -121,6 +121,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       const next = loadConfig(cfgPath);
       config = next;
       rt.applyConfig(next);
+      const u = uplink?.reconfigure(next.uplink);
+      if (u?.restartNeeded.length) rt.emit({ kind: 'config', severity: 'warning', message: `uplink changes that take effect after a restart: ${u.restartNeeded.join(', ')}` });
       log('info', `config reloaded (${why})`);
     } catch (e) {
       const problems = e instanceof ConfigError ? e.problems.join('; ') : (e as Error).message;

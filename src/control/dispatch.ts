@@ -157,6 +157,13 @@ export function advance(records: DispatchRecord[], nowMs: number, blockedBy: Rea
       responses.push(responseFor(done));
       return done;
     }
+    // a start later than expiresAt: not started by then means expired (contract §1.1)
+    if (r.status === 'accepted' && nowMs < r.startMs && r.request.expiresAtMs !== undefined && nowMs >= r.request.expiresAtMs) {
+      const exp: DispatchRecord = { ...r, status: 'expired', reason: 'expired', endedMs: nowMs };
+      finished.push(exp);
+      responses.push(responseFor(exp));
+      return exp;
+    }
     if (r.status === 'accepted' && nowMs >= r.startMs) {
       if (blockedBy && r.request.expiresAtMs !== undefined) {
         if (nowMs < r.request.expiresAtMs) return r;

@@ -181,6 +181,15 @@ describe('dispatch lifecycle (contract §1.1)', () => {
       [21, { estopPressed: true }],
     ]);
     assert.deepEqual(plans.flatMap((p) => p.responses.map((r) => r.status)), ['accepted', 'expired']);
+    // a start later than its expiresAt: expired at expiresAt, never started
+    const later = run(noDeparture, [
+      [0, { commands: [dispatchCmd('after', -5000, 600, T0, { startMs: T0 + 60_000, expiresAtMs: T0 + 30_000 })] }],
+      [29, {}],
+      [30, {}],
+      [60, {}],
+    ]);
+    assert.deepEqual(later.flatMap((p) => p.responses.map((r) => `${r.status}@${later.indexOf(p)}`)), ['accepted@0', 'expired@2']);
+    assert.equal(later[3].setpointW, 0);
   });
 
   test('duplicate id: same body answered again and changes nothing; different body rejected', () => {
