@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /** Figures every benchmark prints: percentiles of samples, RSS. */
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -16,4 +18,14 @@ export function rssMiB(): number {
 
 export function fmt(x: number, digits = 2): string {
   return Number.isFinite(x) ? x.toFixed(digits) : String(x);
+}
+
+/** Bytes this process has caused to be written to storage (Linux /proc/self/io), or undefined elsewhere. */
+export function processWriteBytes(): number | undefined {
+  try {
+    const m = /write_bytes: (\d+)/.exec(readFileSync('/proc/self/io', 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -15,18 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type Store } from '../src/store/index.ts';
 import type { DispatchRecord } from '../src/control/types.ts';
-import { fmt, summarize } from './stats.ts';
+import { fmt, processWriteBytes, summarize } from './stats.ts';
 
 const DAY_MS = 86_400_000;
 
-function writeBytes(): number | undefined {
-  try {
-    const m = /write_bytes: (\d+)/.exec(readFileSync('/proc/self/io', 'utf8'));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function dbBytes(path: string): number {
   return [path, `${path}-wal`, `${path}-shm`].reduce((a, p) => a + (existsSync(p) ? statSync(p).size : 0), 0);
@@ -126,11 +118,11 @@ export async function main(): Promise<void> {
       const wb = new Writeback(path);
       simulateDay(s, t0, 0, totals, 1, wb);
       s.flush();
-      const before = writeBytes();
+      const before = processWriteBytes();
       const days = 3;
       for (let d = 1; d <= days; d++) simulateDay(s, t0 + d * DAY_MS, d, totals, 1, wb);
       s.flush();
-      const after = writeBytes();
+      const after = processWriteBytes();
       s.close();
       if (before === undefined || after === undefined) console.log('bytes written per simulated day: /proc/self/io not available on this system');
       else console.log(`bytes written per simulated day (1 Hz samples, 1 h dispatch, 2 h charging; mean of ${days} days after a warm-up day, 30 s writeback): ${fmt((after - before) / days / 1e6, 2)} MB/day (target < 20 MB)`);

@@ -8,13 +8,14 @@
  * Usage: tsx bench/sunspec.ts [--ticks N] [--json]
  */
 import { performance } from 'node:perf_hooks';
-import { createServer, type AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { SunspecInverter } from '../hal/inverter/sunspec/driver.ts';
 import { SimCar } from '../hal/sim/car.ts';
 import { SimInverter } from '../hal/sim/inverter.ts';
 import { startSimSunspecServer } from '../hal/sim/sunspec-server.ts';
 import { systemClock } from '../hal/system-clock.ts';
+import { freePort } from '../test/helpers/broker.ts';
+import { percentile } from './stats.ts';
 
 /** Modbus RTU sends 11 bits per character (start, 8 data, parity or a second stop, stop). */
 const BITS_PER_CHAR = 11;
@@ -47,21 +48,6 @@ export function rtuBusMs(t: { reads: number; writes: number; registersRead: numb
   return { bytes, ms: (chars * BITS_PER_CHAR * 1000) / baud };
 }
 
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
-
-async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 export async function main(argv: string[] = process.argv.slice(2)): Promise<SunspecBusFigures[]> {
   const ticksArg = argv.indexOf('--ticks');
   const ticks = ticksArg >= 0 ? Number(argv[ticksArg + 1]) : 2000;
@@ -75,7 +61,7 @@ async function measure(ticks: number, cacheStaticScaleFactors: boolean, json: bo
   const warm = Math.min(200, Math.floor(ticks / 10));
   const car = new SimCar({ capacityWh: 60000, socPct: 60, maxChargeW: 11000, maxDischargeW: 11000 });
   const inverter = new SimInverter({ ratedW: 11000, efficiency: 0.95 }, car, systemClock);
-  const port = await freeLoopbackPort();
+  const port = await freePort();
   const server = await startSimSunspecServer({ port, host: '127.0.0.1', inverter, car, clock: systemClock });
   const driver = new SunspecInverter({
     link: { kind: 'tcp', host: '127.0.0.1', port, unitId: 1 },
@@ -129,8 +115,8 @@ async function measure(ticks: number, cacheStaticScaleFactors: boolean, json: bo
     const f: SunspecBusFigures = {
       cacheStaticScaleFactors,
       ticks,
-      medianMs: pct(samples, 50),
-      p99Ms: pct(samples, 99),
+      medianMs: percentile(samples, 50),
+      p99Ms: percentile(samples, 99),
       requestsPerTick,
       readsPerTick: per.reads,
       writesPerTick: per.writes,

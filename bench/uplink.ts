@@ -24,7 +24,7 @@ import { openStore, type Store } from '../src/store/index.ts';
 import { createUplink, type Uplink } from '../src/uplink/client.ts';
 import { freePort, startBroker, type TestBroker } from '../test/helpers/broker.ts';
 import { connectAggregator, type Aggregator } from '../test/uplink/helpers.ts';
-import { fmt, summarize } from './stats.ts';
+import { fmt, processWriteBytes, summarize } from './stats.ts';
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 
@@ -182,14 +182,6 @@ async function drain(dir: string, count: number): Promise<void> {
   }
 }
 
-function writeBytes(): number | undefined {
-  try {
-    const m = /write_bytes: (\d+)/.exec(readFileSync('/proc/self/io', 'utf8'));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function syncFiles(path: string): void {
   for (const p of [path, `${path}-wal`]) {
@@ -218,9 +210,9 @@ async function bytesPerHour(broker: TestBroker, dir: string): Promise<void> {
       syncFiles(db);
     };
     await hour(); // warm-up: first use of pages
-    const before = writeBytes();
+    const before = processWriteBytes();
     await hour();
-    const after = writeBytes();
+    const after = processWriteBytes();
     if (before === undefined || after === undefined) console.log('bytes written per hour: /proc/self/io not available');
     else console.log(`bytes written to SQLite per hour of normal operation (runtime + uplink + store, idle car, state every 10 s, 30 s writeback): ${fmt((after - before) / 1024, 1)} KiB/h`);
   } finally {

@@ -237,16 +237,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
   site.startPhysics(tickS * 1000);
   await runtime.start();
 
-  const endMs = startMs + sc.durationS * 1000;
-  // bounded: every pass fires at least one timer and the clock never goes back
-  for (let guard = 0; guard < 50_000_000; guard++) {
-    const due = clock.nextDueMs();
-    if (due === undefined || due > endMs) break;
-    clock.advanceTo(due);
-    await runtime.settled();
-  }
-  clock.advanceTo(endMs);
-  await runtime.settled();
+  await runVirtual(clock, runtime, startMs + sc.durationS * 1000);
   await runtime.stop();
   site.stopPhysics();
 
@@ -274,6 +265,22 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     wallMs: Math.round(performance.now() - wallStart),
   };
   return { summary, samples, responses, eventLog, site, config };
+}
+
+/**
+ * Advance the virtual clock to `endMs` one due timer at a time, letting the runtime settle after each,
+ * so debounce delays, contactor feedback and the tick interleave as they would in real time.
+ */
+export async function runVirtual(clock: VirtualClock, runtime: Runtime, endMs: number): Promise<void> {
+  // bounded: every pass fires at least one timer and the clock never goes back
+  for (let guard = 0; guard < 50_000_000; guard++) {
+    const due = clock.nextDueMs();
+    if (due === undefined || due > endMs) break;
+    clock.advanceTo(due);
+    await runtime.settled();
+  }
+  clock.advanceTo(endMs);
+  await runtime.settled();
 }
 
 function applyEvent(e: ScenarioEvent, site: SimSite, runtime: Runtime, clock: VirtualClock): void {
