@@ -60,12 +60,62 @@ export function openDb(path: string, opts: OpenDbOptions = {}): Db {
   return db;
 }
 
-/** Runs `fn` in one transaction committed with the given durability. */
+interface TxState {
+  /** Durability of the transaction this module opened and that is still open. */
+  outer?: Durability;
+  /** A write that must survive a power cut joined a relaxed transaction. */
+  mustSync: boolean;
+}
+const txStates = new WeakMap<Db, TxState>();
+
+function txState(db: Db): TxState {
+  let st = txStates.get(db);
+  if (!st) {
+    st = { mustSync: false };
+    txStates.set(db, st);
+  }
+  return st;
+}
+
+function setLevel(db: Db, durability: Durability): void {
+  if (currentLevel.get(db) === durability) return;
+  db.pragma(`synchronous = ${SYNC_LEVEL[durability]}`);
+  currentLevel.set(db, durability);
+}
+
+/**
+ * Called inside a transaction by a write that must survive a power cut whatever the caller chose (a
+ * settlement, a seq reservation). SQLite cannot change `synchronous` inside a transaction, so when the
+ * enclosing one is relaxed, `transact` follows its commit with a small durable commit: its WAL fsync
+ * also covers every frame written before it.
+ */
+export function requireDurableCommit(db: Db): void {
+  const st = txState(db);
+  if (db.inTransaction && st.outer !== 'durable') st.mustSync = true;
+}
+
+/**
+ * Runs `fn` in one transaction committed with the given durability. Inside an open transaction `fn`
+ * simply joins it (and its commit's durability).
+ */
 export function transact<T>(db: Db, durability: Durability, fn: () => T): T {
   if (db.inTransaction) return fn();
-  if (currentLevel.get(db) !== durability) {
-    db.pragma(`synchronous = ${SYNC_LEVEL[durability]}`);
-    currentLevel.set(db, durability);
+  const st = txState(db);
+  setLevel(db, durability);
+  st.outer = durability;
+  st.mustSync = false;
+  let out: T;
+  try {
+    out = db.transaction(fn).immediate();
+  } finally {
+    st.outer = undefined;
   }
-  return db.transaction(fn).immediate();
+  if (st.mustSync) {
+    st.mustSync = false;
+    setLevel(db, 'durable');
+    db.transaction(() => {
+      db.prepare("INSERT INTO meta(key, value) VALUES ('durableCommits', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1").run();
+    }).immediate();
+  }
+  return out;
 }

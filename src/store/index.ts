@@ -6,7 +6,7 @@
  */
 import type { OutboundMessage, QueuedMessage } from '../contract.ts';
 import type { CoreEvent, DispatchRecord } from '../control/types.ts';
-import { openDb, transact, type Db } from './db.ts';
+import { openDb, requireDurableCommit, transact, type Db } from './db.ts';
 import { checkRecord, insertStatus, isTerminal, loadDispatch, statusHistory, storedStatus, unsettledDispatches, upsertDispatch, type StatusChange } from './dispatches.ts';
 import { checkEvent, insertEvent, listEvents, pruneEvents, type EventRow } from './events.ts';
 import { MINUTE_MS, pruneHistory, rawSamples, rollupRows, SampleDeltas, writeBatch, type HistorySample, type RollupRow, type StateSample } from './history.ts';
@@ -159,10 +159,26 @@ export class Store {
    * Runs `fn` in one transaction: the writes the other methods make inside it (status changes, outbox
    * rows, settlements) join it, so a tick that changes several things costs one commit. `relaxed`
    * (WAL, synchronous=NORMAL) survives a killed process; `durable` (synchronous=FULL) a power cut too.
+   * Whatever is chosen, a settlement or a seq reservation inside is made durable before this returns.
+   * If `fn` throws, nothing of it is written and the store's in-memory state is re-read from the file.
    */
   atomically<T>(fn: () => T, durability: 'durable' | 'relaxed' = 'durable'): T {
     this.assertOpen();
-    return transact(this.db, durability, fn);
+    if (this.db.inTransaction) return fn();
+    try {
+      return transact(this.db, durability, fn);
+    } catch (err) {
+      this.afterRollback();
+      throw err;
+    }
+  }
+
+  private afterRollback(): void {
+    this.outbox.afterRollback();
+    this.statusCache.clear();
+    // the checkpoint written inside may be gone: write the next one whatever its timing
+    this.lastCheckpointWriteMs = undefined;
+    this.lastWrittenCheckpointIds = '\u0000';
   }
 
   /** Upserts the record; a new status is written at once, durably, with a status-history row. */
@@ -210,6 +226,7 @@ export class Store {
     let queued: QueuedMessage[];
     try {
       queued = transact(this.db, 'durable', () => {
+        requireDurableCommit(this.db);
         insertLedger(this.db, row, this.tz);
         const before = storedStatus(this.db, record.id);
         upsertDispatch(this.db, record, nowMs);

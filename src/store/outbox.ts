@@ -16,7 +16,7 @@
  * grows past the bound rather than lose a settlement.
  */
 import { isoUtc, type MessageClass, type OutboundMessage, type OutboxStore, type QueuedMessage } from '../contract.ts';
-import { transact, type Db } from './db.ts';
+import { requireDurableCommit, transact, type Db } from './db.ts';
 
 /** Drop order when the outbox is full. `ledger` and `response` are absent on purpose. */
 export const DROPPABLE_CLASSES: readonly MessageClass[] = ['state', 'flex', 'status', 'event'];
@@ -89,9 +89,24 @@ export class SqliteOutbox implements OutboxStore {
     if (need <= this.reservedUpTo) return;
     const upTo = need + this.seqBlock;
     transact(this.db, 'durable', () => {
+      requireDurableCommit(this.db);
       this.db.prepare("INSERT INTO meta(key, value) VALUES ('seqReserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(upTo));
     });
     this.reservedUpTo = upTo;
+  }
+
+  /**
+   * After a caller's transaction rolled back: counts again, and makes sure every seq handed out in
+   * memory is still reserved on disk (a reservation made inside the rolled-back transaction is gone).
+   */
+  afterRollback(): void {
+    this.recount();
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'seqReserved'").get() as { value: string } | undefined;
+    if ((row ? Number(row.value) : 0) < this.reservedUpTo) {
+      transact(this.db, 'durable', () => {
+        this.db.prepare("INSERT INTO meta(key, value) VALUES ('seqReserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(this.reservedUpTo));
+      });
+    }
   }
 
   enqueue(msgs: OutboundMessage[], nowMs: number): QueuedMessage[] {

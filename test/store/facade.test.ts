@@ -86,6 +86,54 @@ describe('store facade', () => {
     again.close();
   });
 
+  it('atomically: one transaction; a relaxed one is made durable when a settlement or seq reservation joins it', (t) => {
+    const s = openStore(dbIn(tempDir(t)), { seqBlock: 3 });
+    const durableCommits = () => Number((s.db.prepare("SELECT value FROM meta WHERE key = 'durableCommits'").get() as { value: string } | undefined)?.value ?? 0);
+    s.outbox.enqueue([{ topic: 'state', payload: {}, qos: 0, retain: false, class: 'state' }], T0); // first reservation
+    const base = durableCommits();
+    // a status change and an event: the caller's relaxed choice stands
+    s.atomically(() => {
+      s.recordDispatch(record('d1'), T0);
+      s.recordEvent({ kind: 'mode', severity: 'info', message: 'x' }, T0);
+    }, 'relaxed');
+    assert.equal(durableCommits(), base);
+    // a settlement inside a relaxed transaction: one extra durable commit
+    s.atomically(() => s.settleDispatch(record('d1', { status: 'completed', exportedWh: 1 }), [], T0), 'relaxed');
+    assert.equal(durableCommits(), base + 1);
+    // inside a durable one: nothing extra
+    s.atomically(() => s.settleDispatch(record('d2', { status: 'completed', exportedWh: 1 }), [], T0), 'durable');
+    assert.equal(durableCommits(), base + 1);
+    assert.equal(s.ledger().length, 2);
+    s.close();
+  });
+
+  it('atomically: a throw writes nothing, and seq numbers handed out stay reserved', (t) => {
+    const path = dbIn(tempDir(t));
+    const s = openStore(path, { seqBlock: 2 });
+    let lastSeq = 0;
+    assert.throws(() => s.atomically(() => {
+      s.recordDispatch(record('d1', { status: 'active', startedMs: T0 }), T0);
+      const q = s.settleDispatch(record('d1', { status: 'completed', exportedWh: 5 }), [{ topic: 'dispatch/response', payload: { id: 'd1', status: 'completed' }, qos: 1, retain: false, class: 'response' }], T0);
+      lastSeq = Math.max(...q.map((m) => m.seq));
+      throw new Error('actuator exploded');
+    }, 'relaxed'), /actuator exploded/);
+    assert.equal(s.ledger().length, 0);
+    assert.equal(s.outbox.size(), 0);
+    assert.equal(s.dispatch('d1'), undefined);
+    // QoS 0 messages (no rows) from the block reserved inside the rolled-back transaction
+    const [state] = s.outbox.enqueue([{ topic: 'state', payload: {}, qos: 0, retain: false, class: 'state' }], T0);
+    assert.ok(state.seq > lastSeq);
+    s.db.close(); // killed
+    const again = openStore(path, { seqBlock: 2 });
+    const [next] = again.outbox.enqueue([{ topic: 'state', payload: {}, qos: 0, retain: false, class: 'state' }], T0);
+    assert.ok(next.seq > state.seq, `seq ${next.seq} reused (${state.seq} was handed out)`);
+    // the same settlement goes through afterwards, with a status history that starts again
+    again.recordDispatch(record('d1', { status: 'active', startedMs: T0 }), T0);
+    assert.equal(again.settleDispatch(record('d1', { status: 'completed', exportedWh: 5 }), [], T0).length, 1);
+    assert.deepEqual(again.dispatchStatusHistory('d1').map((c) => c.status), ['active', 'completed']);
+    again.close();
+  });
+
   it('a closed store refuses writes clearly; close twice is harmless', (t) => {
     const s = openStore(dbIn(tempDir(t)));
     s.close();
