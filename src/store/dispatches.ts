@@ -1,7 +1,8 @@
 /**
  * Dispatches as the core tracks them, with the history of their status changes.
  *
- * A status change is written at once and durably (it is what the aggregator was told). A record that
+ * A status change is written at once, durably unless the caller groups it into a relaxed transaction
+ * (Store.atomically): it is what the aggregator was told. A record that
  * only changed its running energy is held in memory and written with the next batched write: the meter
  * checkpoint carries the same energy more cheaply, and the ledger is the authority once settled.
  */
