@@ -124,10 +124,10 @@ async function ledgerCommand(args: string[], io: CliIo): Promise<number> {
   const cfg = loadConfig(configPathFrom(values, io.env));
   const ledgerModule = './store/ledger-command.ts';
   const mod = (await import(ledgerModule).catch(() => undefined)) as
-    | { runLedgerCommand: (a: { dbPath: string; since?: string; csv: boolean }, out: (s: string) => void) => number }
+    | { runLedgerCommand: (a: { dbPath: string; since?: string; csv: boolean; timezone?: string | null }, out: (s: string) => void) => number }
     | undefined;
   if (!mod) throw new Error('the ledger store is not part of this build');
-  return mod.runLedgerCommand({ dbPath: cfg.storage.path, since: values.since as string | undefined, csv: Boolean(values.csv) }, io.out);
+  return mod.runLedgerCommand({ dbPath: cfg.storage.path, since: values.since as string | undefined, csv: Boolean(values.csv), timezone: cfg.timezone }, io.out);
 }
 
 async function simulateCommand(args: string[], io: CliIo): Promise<number> {
