@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync } from 'node:fs';
 
 /** Figures every benchmark prints: percentiles of samples, RSS. */
 export function percentile(sorted: number[], p: number): number {
@@ -27,5 +27,18 @@ export function processWriteBytes(): number | undefined {
     return m ? Number(m[1]) : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** Flush a SQLite file and its WAL to storage, as the kernel's writeback would on a real board. */
+export function fsyncDbFiles(path: string): void {
+  for (const p of [path, `${path}-wal`]) {
+    if (!existsSync(p)) continue;
+    const fd = openSync(p, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 }

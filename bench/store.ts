@@ -10,12 +10,12 @@
  * evening dispatch (meter checkpoint every 5 s, one settlement), `flex` on change at most every 10 s
  * while power flows and every 15 min otherwise, ~20 events, every QoS 1 message acknowledged.
  */
-import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type Store } from '../src/store/index.ts';
 import type { DispatchRecord } from '../src/control/types.ts';
-import { fmt, processWriteBytes, summarize } from './stats.ts';
+import { fmt, fsyncDbFiles, processWriteBytes, summarize } from './stats.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -36,15 +36,7 @@ class Writeback {
   tick(nowMs: number): void {
     if (nowMs - this.lastMs < this.everyMs) return;
     this.lastMs = nowMs;
-    for (const p of [this.path, `${this.path}-wal`]) {
-      if (!existsSync(p)) continue;
-      const fd = openSync(p, 'r');
-      try {
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    }
+    fsyncDbFiles(this.path);
   }
 }
 

@@ -10,7 +10,7 @@
  *   every QoS 1 message acknowledged), from /proc/self/io write_bytes with writeback every 30 s of
  *   simulated time, as in the store benchmark.
  */
-import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -24,7 +24,7 @@ import { openStore, type Store } from '../src/store/index.ts';
 import { createUplink, type Uplink } from '../src/uplink/client.ts';
 import { freePort, startBroker, type TestBroker } from '../test/helpers/broker.ts';
 import { connectAggregator, type Aggregator } from '../test/uplink/helpers.ts';
-import { fmt, processWriteBytes, summarize } from './stats.ts';
+import { fmt, fsyncDbFiles, processWriteBytes, summarize } from './stats.ts';
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 
@@ -183,17 +183,6 @@ async function drain(dir: string, count: number): Promise<void> {
 }
 
 
-function syncFiles(path: string): void {
-  for (const p of [path, `${path}-wal`]) {
-    if (!existsSync(p)) continue;
-    const fd = openSync(p, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  }
-}
 
 async function bytesPerHour(broker: TestBroker, dir: string): Promise<void> {
   const r = await rig(broker.url, 'bench-bytes', dir, []);
@@ -205,9 +194,9 @@ async function bytesPerHour(broker: TestBroker, dir: string): Promise<void> {
         await r.runtime.settled();
         // acknowledgements arrive over the real socket; let them in
         if (s % 10 === 0) await until(() => r.uplink.stats().inFlight === 0, 'acks', 10_000);
-        if (s % 30 === 0) syncFiles(db);
+        if (s % 30 === 0) fsyncDbFiles(db);
       }
-      syncFiles(db);
+      fsyncDbFiles(db);
     };
     await hour(); // warm-up: first use of pages
     const before = processWriteBytes();

@@ -30,18 +30,8 @@ export interface StateSample {
   exportedWh: number;
 }
 
-/** A buffered sample, with the energy moved since the previous one. */
-export interface HistorySample {
-  atMs: number;
-  mode: string;
-  socPct: number | null;
-  powerW: number;
-  setpointW: number;
-  houseLoadW: number | null;
-  gridUp: boolean;
-  importedWh: number;
-  exportedWh: number;
-}
+/** A buffered sample: the same fields, with `importedWh`/`exportedWh` the energy moved since the previous one. */
+export type HistorySample = StateSample;
 
 export interface RollupRow {
   bucketMs: number;
