@@ -16,6 +16,13 @@ export interface VehicleConfig {
   departureMarginS: number;
   /** Which departure wins when both the car and the config give one. */
   departureSource: 'config' | 'car';
+  /**
+   * Capacity assumed for the departure floor while neither the car nor `capacityWh` gives one, Wh.
+   * Large on purpose: more energy to reach the target means a higher floor (energy stays in the car).
+   */
+  assumedCapacityWhForDeparture: number;
+  /** Discharge a car that never sent a discharge limit (up to the charger's export capability). */
+  dischargeWithoutCarConsent: boolean;
 }
 
 export interface BackupConfig {
@@ -42,7 +49,14 @@ export interface Config {
   timezone: string | null;
   vehicle: VehicleConfig;
   backup: BackupConfig;
-  site: { gridImportLimitW: number | null; gridExportLimitW: number | null };
+  site: {
+    gridImportLimitW: number | null;
+    gridExportLimitW: number | null;
+    /** House load assumed for the import limit without a fresh site meter, W; the export limit then assumes none. */
+    assumedHouseLoadW: number;
+    /** A site meter reading older than this is no reading, s. */
+    houseLoadMaxAgeS: number;
+  };
   control: ControlConfig;
   inverter: { driver: 'sim' | 'sunspec' | 'can-bms'; timeoutMs: number; retries: number; reversionS: number; modbus?: Record<string, unknown>; can?: Record<string, unknown>; [k: string]: unknown };
   vehicleLink: { driver: 'sim' | 'everest'; url: string; evseId: string; forwardLimit: boolean; [k: string]: unknown };
