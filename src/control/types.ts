@@ -37,7 +37,11 @@ export const TERMINAL_STATUSES: ReadonlySet<DispatchStatus> = new Set(['rejected
 export type ReasonCode =
   | 'invalid' | 'expired' | 'duplicate_conflict' | 'v2g_disabled' | 'no_vehicle' | 'floor' | 'backup_active' | 'fault'
   | 'unknown_id' | 'already_finished' | 'departure' | 'max_soc' | 'stale_data' | 'grid_limit' | 'vehicle_limit'
-  | 'inverter_limit' | 'homeowner_limit' | 'soc_unknown' | 'not_bidirectional' | 'estop' | 'grid_down';
+  | 'inverter_limit' | 'homeowner_limit' | 'soc_unknown' | 'not_bidirectional' | 'estop' | 'grid_down'
+  /** The car never agreed to discharge and `vehicle.dischargeWithoutCarConsent` is off. */
+  | 'no_consent'
+  /** Storage cannot write: nothing runs that cannot be settled (invariant 6). */
+  | 'storage';
 
 export interface DispatchResponse {
   id: string;
@@ -103,6 +107,12 @@ export interface Snapshot {
     maxDischargeW?: number;
     /** False when the session did not negotiate bidirectional transfer. Undefined = not reported. */
     bidirectional?: boolean;
+    /**
+     * The charger's export capability, W (EVerest hardware_capabilities): a fact about the charger, not
+     * the car's consent. Used as the discharge limit only when `vehicle.dischargeWithoutCarConsent` allows
+     * discharging a car that sent no limit of its own (`maxDischargeW` is the car's).
+     */
+    chargerExportCapabilityW?: number;
     /** When the link last heard anything. */
     atMs?: number;
     fault?: string;
@@ -137,6 +147,12 @@ export interface Snapshot {
   estopPressed: boolean;
   /** House consumption, W (excluding the charger); undefined = not metered. */
   houseLoadW?: number;
+  /** When `houseLoadW` was measured (epoch ms); older than `site.houseLoadMaxAgeS` = not metered. */
+  houseLoadAtMs?: number;
+  /** The site meter's fault, if any: its reading is then not used. */
+  houseLoadFault?: string;
+  /** Whether the store can write; undefined = not known to have failed. */
+  storage?: { writable: boolean; fault?: string };
   /** Number of load-shed tiers installed. */
   loadTierCount: number;
   /** Dispatch commands received since the last decide(). */
@@ -189,6 +205,8 @@ export interface Memory {
   chargeLatched: boolean;
   /** True when the departure target cannot be reached any more (reported in state). */
   departureAtRisk: boolean;
+  /** The snapshot fields last found unusable (non-finite, out of range), to report a change once. */
+  inputIssues?: string;
 }
 
 export interface Floors {
