@@ -6,7 +6,11 @@
 import type { ControlSettings } from '../config/types.ts';
 import { backupStep } from './backup.ts';
 import { accountEnergy, advance, boundedPowerW, currentDispatch, intake, prune, updateCurtailment } from './dispatch.ts';
-import { ASSUMED_CAPACITY_WH, capacityWh, carOffersDischarge, departure, departureChargeW, efficiency, floors, powerLimits } from './limits.ts';
+import {
+  ASSUMED_CAPACITY_WH, capacityWh, carOffersDischarge, departure, departureCapacityWh, departureChargeW, dischargeRefusal, efficiency, floors,
+  houseLoadForExportW, powerLimits,
+} from './limits.ts';
+import { issuesKey, issuesMessage, sanitizeSnapshot } from './sanitize.ts';
 import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, ReasonCode, Snapshot } from './types.ts';
 
 export function initialMemory(nowMs: number): Memory {
@@ -56,11 +60,19 @@ function faultContactorClosed(s: Snapshot, c: ControlSettings, gridLost: boolean
   return !gridLost && s.grid.sensePresent !== false;
 }
 
-export function decide(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number): Plan {
+export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: number): Plan {
   const events: CoreEvent[] = [];
   const reasons: string[] = [];
   const responses: DispatchResponse[] = [];
   const finished: DispatchRecord[] = [];
+
+  // non-finite and out-of-range numbers become "missing", once, here: nothing below sees a NaN
+  const sanitized = sanitizeSnapshot(input);
+  const s = sanitized.snapshot;
+  const inputIssues = issuesKey(sanitized.issues);
+  if (inputIssues !== undefined && inputIssues !== m.inputIssues) events.push({ kind: 'input', severity: 'warning', message: issuesMessage(sanitized.issues) });
+  // storage that cannot write: nothing may run that cannot be settled (invariant 6)
+  const storageDown = s.storage?.writable === false;
 
   // --- inputs and their health -------------------------------------------------------------
   const h = health(s, c, m, nowMs);
@@ -118,6 +130,7 @@ export function decide(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number
   let records = accountEnergy(m.dispatches, m.activeDispatchId, s.energy);
   let blockedBy: ReasonCode | undefined;
   if (inFault) blockedBy = s.estopPressed ? 'estop' : 'fault';
+  else if (storageDown) blockedBy = 'storage';
   else if (backupActive) blockedBy = 'backup_active';
   else if (gridLost) blockedBy = 'grid_down';
   else if (!c.vehicle.v2gEnabled) blockedBy = 'v2g_disabled';
@@ -126,7 +139,7 @@ export function decide(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number
   for (const cmd of s.commands) {
     const r = intake(records, cmd, {
       nowMs, blockedBy, socPct: soc, effectiveFloorPct: f.effectiveFloorPct, maxSocPct: s.vehicle.maxSocPct ?? 100,
-      carOffersDischarge: carOffersDischarge(s), limits,
+      carOffersDischarge: carOffersDischarge(s, c), dischargeRefusal: dischargeRefusal(s, c), limits,
     });
     records = r.records;
     responses.push(...r.responses);
@@ -172,7 +185,12 @@ export function decide(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number
     contactorClosed = true;
     // the homeowner's departure outranks the aggregator: below the departure floor the car charges
     const departureNeedsCharge = soc !== undefined && f.departureFloorPct !== undefined && soc < f.departureFloorPct && s.vehicle.connected;
-    if (active && !s.vehicle.connected) {
+    if (active && storageDown) {
+      // its energy could not be recorded: it waits at zero power (curtailed once, reason storage)
+      mode = 'idle';
+      reasons.push('storage');
+      blockReason = 'storage';
+    } else if (active && !s.vehicle.connected) {
       // unplugged: the dispatch is curtailed with the reason and the charger idles
       mode = 'idle';
       reasons.push('no_vehicle');
@@ -223,17 +241,18 @@ export function decide(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number
   if (mode !== m.mode) events.push({ kind: 'mode', severity: mode === 'fault' ? 'alarm' : 'info', message: `mode ${m.mode} → ${mode}${reasons.length ? ` (${reasons[0]})` : ''}` });
 
   // --- what the aggregator may ask for ---------------------------------------------------------
-  const canDispatch = !inFault && !backupActive && !gridLost && c.vehicle.v2gEnabled && s.vehicle.connected && healthy;
+  const canDispatch = !inFault && !storageDown && !backupActive && !gridLost && c.vehicle.v2gEnabled && s.vehicle.connected && healthy;
   const maxSoc = s.vehicle.maxSocPct ?? 100;
   const flex = {
-    maxDischargeW: canDispatch ? Math.floor(Math.min(limits.maxDischargeW, dischargeRateW(s, c, limits))) : 0,
+    maxDischargeW: canDispatch ? Math.floor(Math.min(limits.maxDischargeW, dischargeRateW(s, c, limits, nowMs))) : 0,
     maxChargeW: canDispatch ? Math.floor(limits.maxChargeW) : 0,
-    dischargeableWh: canDispatch && soc !== undefined && carOffersDischarge(s) ? Math.max(0, Math.round(((soc - f.effectiveFloorPct) / 100) * cap * eff)) : 0,
+    dischargeableWh: canDispatch && soc !== undefined && carOffersDischarge(s, c) ? Math.max(0, Math.round(((soc - f.effectiveFloorPct) / 100) * cap * eff)) : 0,
     chargeableWh: canDispatch && soc !== undefined ? Math.max(0, Math.round((((maxSoc - soc) / 100) * cap) / eff)) : 0,
     untilMs: dep.atMs,
   };
 
-  const atRisk = departureAtRisk(s, c, soc, dep.targetSocPct, dep.atMs, nowMs, cap, eff);
+  // the same capacity assumption as the departure floor: unknown = large, so the warning errs early
+  const atRisk = departureAtRisk(s, c, soc, dep.targetSocPct, dep.atMs, nowMs, departureCapacityWh(s, c), eff);
   if (atRisk && !m.departureAtRisk) events.push({ kind: 'departure', severity: 'warning', message: `departure target ${dep.targetSocPct} % at risk` });
 
   const activeId = active && (active.status === 'active' || active.status === 'curtailed') ? active.id : undefined;
@@ -256,6 +275,7 @@ export function decide(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number
     lastTickMs: nowMs,
     departureAtRisk: atRisk,
     chargeLatched,
+    inputIssues,
   };
 
   return {
@@ -287,11 +307,12 @@ export function decide(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number
 }
 
 /** Discharge power the car can sustain, for `flex` (the floor bound per tick is not a rate). */
-function dischargeRateW(s: Snapshot, c: ControlSettings, limits: PowerLimits): number {
+function dischargeRateW(s: Snapshot, c: ControlSettings, limits: PowerLimits, nowMs: number): number {
   const caps = [s.inverter.maxDischargeW ?? 0];
   if (s.vehicle.maxDischargeW !== undefined) caps.push(s.vehicle.maxDischargeW);
   if (c.vehicle.maxDischargeW !== null) caps.push(c.vehicle.maxDischargeW);
-  if (c.site.gridExportLimitW !== null) caps.push(c.site.gridExportLimitW + (s.houseLoadW ?? 0));
+  if (s.vehicle.chargerExportCapabilityW !== undefined) caps.push(s.vehicle.chargerExportCapabilityW);
+  if (c.site.gridExportLimitW !== null) caps.push(c.site.gridExportLimitW + houseLoadForExportW(s, c, nowMs));
   return limits.maxDischargeW > 0 ? Math.min(...caps) : 0;
 }
 
@@ -318,6 +339,6 @@ function departureAtRisk(
 ): boolean {
   if (soc === undefined || departureAtMs === undefined || !s.vehicle.connected || soc >= targetPct) return false;
   const hours = Math.max(0, departureAtMs - nowMs) / 3_600_000;
-  const reachablePct = ((departureChargeW(s, c) * eff * hours) / cap) * 100;
+  const reachablePct = ((departureChargeW(s, c, nowMs) * eff * hours) / cap) * 100;
   return soc + reachablePct < targetPct - 0.5;
 }

@@ -14,7 +14,21 @@ export interface IntakeContext {
   effectiveFloorPct: number;
   maxSocPct: number;
   carOffersDischarge: boolean;
+  /** Why the car may not be discharged (`no_consent`, `not_bidirectional`, ...); overrides `carOffersDischarge`. */
+  dischargeRefusal?: ReasonCode;
   limits: PowerLimits;
+}
+
+/** What is wrong with a request's numbers, if anything (the codec checks these too; the core does not rely on it). */
+function invalidField(cmd: DispatchCommand): string | undefined {
+  if (!Number.isFinite(cmd.receivedMs)) return 'receivedMs';
+  if (cmd.kind !== 'dispatch') return undefined;
+  const r = cmd.request;
+  if (typeof r.powerW !== 'number' || !Number.isFinite(r.powerW)) return 'powerW';
+  if (typeof r.durationS !== 'number' || !Number.isFinite(r.durationS) || r.durationS <= 0) return 'durationS';
+  if (r.startMs !== undefined && !Number.isFinite(r.startMs)) return 'start';
+  if (r.expiresAtMs !== undefined && !Number.isFinite(r.expiresAtMs)) return 'expiresAt';
+  return undefined;
 }
 
 export function isTerminal(r: DispatchRecord): boolean {
@@ -60,6 +74,12 @@ export function intake(records: DispatchRecord[], cmd: DispatchCommand, ctx: Int
   const finished: DispatchRecord[] = [];
   const now = ctx.nowMs;
   const existing = records.find((r) => r.id === (cmd.kind === 'cancel' ? cmd.id : cmd.request.id));
+  const bad = invalidField(cmd);
+  if (bad !== undefined && !(existing && cmd.kind === 'cancel')) {
+    // a number no codec should have let through: refused, and nothing of it is kept
+    responses.push({ id: cmd.kind === 'cancel' ? cmd.id : cmd.request.id, status: 'rejected', reason: 'invalid', source: cmd.source, replyTo: cmd.replyTo });
+    return { records, responses, finished };
+  }
 
   if (cmd.kind === 'cancel') {
     if (!existing) {
@@ -67,7 +87,8 @@ export function intake(records: DispatchRecord[], cmd: DispatchCommand, ctx: Int
       return { records, responses, finished };
     }
     if (isTerminal(existing)) {
-      responses.push({ ...responseFor(existing), replyTo: cmd.replyTo ?? existing.replyTo });
+      // nothing left to cancel: its final status, saying so
+      responses.push({ ...responseFor(existing), reason: 'already_finished', replyTo: cmd.replyTo ?? existing.replyTo });
       return { records, responses, finished };
     }
     const cancelled: DispatchRecord = { ...existing, status: 'cancelled', reason: undefined, endedMs: now };
@@ -78,8 +99,13 @@ export function intake(records: DispatchRecord[], cmd: DispatchCommand, ctx: Int
 
   const req = cmd.request;
   if (existing) {
-    if (existing.body === cmd.body) responses.push({ ...responseFor(existing), replyTo: cmd.replyTo ?? existing.replyTo });
-    else responses.push({ id: req.id, status: 'rejected', reason: 'duplicate_conflict', source: cmd.source, replyTo: cmd.replyTo });
+    if (existing.body === cmd.body) {
+      // answered again with its current status (contract §1.1); one that ran and ended says it has
+      // finished, so a re-sent id is never taken for a new dispatch
+      const again = { ...responseFor(existing), replyTo: cmd.replyTo ?? existing.replyTo };
+      if (existing.status === 'completed' || existing.status === 'cancelled' || existing.status === 'superseded') again.reason = 'already_finished';
+      responses.push(again);
+    } else responses.push({ id: req.id, status: 'rejected', reason: 'duplicate_conflict', source: cmd.source, replyTo: cmd.replyTo });
     return { records, responses, finished };
   }
 
@@ -99,9 +125,14 @@ export function intake(records: DispatchRecord[], cmd: DispatchCommand, ctx: Int
   if ((req.expiresAtMs !== undefined && req.expiresAtMs <= now) || endMs <= now) return reject('expired', 'expired');
   if (ctx.blockedBy) return reject(ctx.blockedBy);
   if (req.powerW < 0) {
-    if (!ctx.carOffersDischarge) return reject('not_bidirectional');
-    if (ctx.socPct === undefined) return reject('soc_unknown');
-    if (ctx.socPct <= ctx.effectiveFloorPct) return reject(ctx.limits.dischargeLimitedBy === 'departure' ? 'departure' : 'floor');
+    const refusal = ctx.dischargeRefusal ?? (ctx.carOffersDischarge ? undefined : 'not_bidirectional');
+    if (refusal) return reject(refusal);
+    if (ctx.socPct === undefined || !Number.isFinite(ctx.socPct)) return reject('soc_unknown');
+    const floorReason = ctx.limits.dischargeLimitedBy === 'departure' ? 'departure' : 'floor';
+    // `!(soc > floor)`: a floor that is not a number refuses too
+    if (!(ctx.socPct > ctx.effectiveFloorPct)) return reject(floorReason);
+    // so close to the floor that not one watt may go out this tick: at the floor, not "accepted at 0 W"
+    if ((floorReason === ctx.limits.dischargeLimitedBy) && Math.round(ctx.limits.maxDischargeW) === 0) return reject(floorReason);
   } else if (req.powerW > 0 && ctx.socPct !== undefined && ctx.socPct >= ctx.maxSocPct) return reject('max_soc');
 
   // a newer dispatch overlapping an active or scheduled one supersedes it (contract §1.1)
@@ -214,8 +245,10 @@ export function prune(records: DispatchRecord[], nowMs: number): DispatchRecord[
   let out = records.filter((r) => !isTerminal(r) || (r.endedMs ?? nowMs) > nowMs - KEEP_FINISHED_MS);
   if (out.length > MAX_RECORDS) {
     const live = out.filter((r) => !isTerminal(r));
-    const done = out.filter(isTerminal).slice(-(MAX_RECORDS - live.length));
-    out = [...done, ...live];
+    const done = out.filter(isTerminal);
+    // the newest finished ones stay for duplicate detection (`already_finished`); slice(-0) would keep all
+    const keep = Math.max(0, MAX_RECORDS - live.length);
+    out = [...done.slice(done.length - keep), ...live];
   }
   return out;
 }

@@ -1,15 +1,79 @@
-/** Floors and power limits (invariants 1 and 4). Pure. */
+/**
+ * Floors and power limits (invariants 1 and 4). Pure.
+ *
+ * Unknown is not zero: each computation here says what it assumes when an input is missing, and the
+ * assumption keeps energy in the car and the house inside its limits (docs/architecture.md, "What is
+ * assumed when inputs are missing"). The snapshot has been through `sanitizeSnapshot`, so a number is
+ * finite and in range or undefined; the helpers below still fail closed on a non-finite one.
+ */
 import type { ControlSettings } from '../config/types.ts';
-import type { Floors, PowerLimits, Snapshot } from './types.ts';
+import type { Floors, PowerLimits, ReasonCode, Snapshot } from './types.ts';
 import { nextLocalTimeMs } from './time.ts';
 
-/** Capacity assumed when neither the car nor the homeowner gives one: small, so energy bounds err safe. */
+/**
+ * Capacity assumed for energy ABOVE the floor when neither the car nor the homeowner gives one: small,
+ * so the per-tick floor bound and the energy offered to the aggregator err toward keeping energy in.
+ */
 export const ASSUMED_CAPACITY_WH = 10_000;
+
+/**
+ * Capacity assumed for the energy still NEEDED to reach the departure target when none is known and the
+ * config has no `vehicle.assumedCapacityWhForDeparture`: large, since more energy to reach the target
+ * means a higher departure floor. 100 kWh is above the usable capacity of nearly every car sold today.
+ */
+export const ASSUMED_DEPARTURE_CAPACITY_WH = 100_000;
+
+/** House load assumed for the import limit when the config gives none, W. */
+export const ASSUMED_HOUSE_LOAD_W = 5000;
+/** Age past which a site meter reading is no reading, when the config gives none, s. */
+export const HOUSE_LOAD_MAX_AGE_S = 10;
 
 export const DEFAULT_EFFICIENCY = 0.9;
 
+function finite(v: number | null | undefined): v is number {
+  return typeof v === 'number' && Number.isFinite(v);
+}
+
+/** The car's usable capacity: the car's figure, else the homeowner's; undefined when neither is usable. */
 export function capacityWh(s: Snapshot, c: ControlSettings): number | undefined {
-  return s.vehicle.capacityWh ?? c.vehicle.capacityWh ?? undefined;
+  const car = s.vehicle.capacityWh;
+  if (finite(car) && car > 0) return car;
+  const cfg = c.vehicle.capacityWh;
+  return finite(cfg) && cfg > 0 ? cfg : undefined;
+}
+
+/** Capacity for the departure floor and `departureAtRisk`: the known one, else the large assumption. */
+export function departureCapacityWh(s: Snapshot, c: ControlSettings): number {
+  const assumed = c.vehicle.assumedCapacityWhForDeparture;
+  return capacityWh(s, c) ?? (finite(assumed) && assumed > 0 ? assumed : ASSUMED_DEPARTURE_CAPACITY_WH);
+}
+
+/** The site meter's house load when it is usable now (fresh, no fault), W; undefined = not metered. */
+export function meteredHouseLoadW(s: Snapshot, c: ControlSettings, nowMs: number): number | undefined {
+  const w = s.houseLoadW;
+  if (!finite(w) || s.houseLoadFault) return undefined;
+  if (s.houseLoadAtMs !== undefined) {
+    const maxAgeS = finite(c.site.houseLoadMaxAgeS) ? c.site.houseLoadMaxAgeS : HOUSE_LOAD_MAX_AGE_S;
+    if (!finite(s.houseLoadAtMs) || (nowMs - s.houseLoadAtMs) / 1000 > maxAgeS) return undefined;
+  }
+  return w;
+}
+
+/**
+ * House load counted against the grid import limit, W. Unmetered (no meter, a stale or faulty one): the
+ * configured `site.assumedHouseLoadW`, so charging leaves room for a house that may be drawing that much.
+ */
+export function houseLoadForImportW(s: Snapshot, c: ControlSettings, nowMs: number): number {
+  const assumed = c.site.assumedHouseLoadW;
+  return meteredHouseLoadW(s, c, nowMs) ?? (finite(assumed) && assumed >= 0 ? assumed : ASSUMED_HOUSE_LOAD_W);
+}
+
+/**
+ * House load that absorbs discharge before it reaches the grid export limit, W. Unmetered: none, since
+ * the house may be drawing nothing and then every watt out of the car is exported.
+ */
+export function houseLoadForExportW(s: Snapshot, c: ControlSettings, nowMs: number): number {
+  return meteredHouseLoadW(s, c, nowMs) ?? 0;
 }
 
 export function efficiency(s: Snapshot): number {
@@ -36,30 +100,37 @@ export function departure(s: Snapshot, c: ControlSettings, nowMs: number): Depar
   return { atMs: configAt ?? carAt, targetSocPct: configAt === undefined && s.vehicle.targetSocPct !== undefined ? s.vehicle.targetSocPct : c.vehicle.targetSocPct };
 }
 
-/** Charge power available for reaching the departure target, W (AC side). */
-export function departureChargeW(s: Snapshot, c: ControlSettings): number {
-  const candidates = [s.inverter.maxChargeW ?? 0];
-  if (s.vehicle.maxChargeW !== undefined) candidates.push(s.vehicle.maxChargeW);
+/**
+ * Charge power available for reaching the departure target, W (AC side). An unknown charge limit of the
+ * inverter counts as 0 W (no charging can be planned on it); an unmetered house as `site.assumedHouseLoadW`.
+ */
+export function departureChargeW(s: Snapshot, c: ControlSettings, nowMs: number): number {
+  const candidates = [finite(s.inverter.maxChargeW) ? s.inverter.maxChargeW : 0];
+  if (s.vehicle.maxChargeW !== undefined) candidates.push(finite(s.vehicle.maxChargeW) ? s.vehicle.maxChargeW : 0);
   if (c.vehicle.maxChargeW !== null) candidates.push(c.vehicle.maxChargeW);
-  if (c.site.gridImportLimitW !== null) candidates.push(c.site.gridImportLimitW - (s.houseLoadW ?? 0));
+  if (c.site.gridImportLimitW !== null) candidates.push(c.site.gridImportLimitW - houseLoadForImportW(s, c, nowMs));
   return Math.max(0, Math.min(...candidates));
 }
 
 /**
  * The lowest SoC from which the target is still reachable by departure at the charge power available,
- * keeping `departureMarginS` in hand. Undefined without a departure or a capacity.
+ * keeping `departureMarginS` in hand. Undefined without a departure. With the capacity unknown it uses
+ * `vehicle.assumedCapacityWhForDeparture` (large): the floor is then higher than the car's real one,
+ * never lower, so the departure target is kept.
  */
 export function departureFloorPct(s: Snapshot, c: ControlSettings, nowMs: number, dep: Departure): number | undefined {
-  const cap = capacityWh(s, c);
-  if (dep.atMs === undefined || cap === undefined) return undefined;
+  if (dep.atMs === undefined) return undefined;
+  const cap = departureCapacityWh(s, c);
   const hours = Math.max(0, (dep.atMs - nowMs) / 1000 - c.vehicle.departureMarginS) / 3600;
-  const reachablePct = ((departureChargeW(s, c) * efficiency(s) * hours) / cap) * 100;
+  const reachablePct = ((departureChargeW(s, c, nowMs) * efficiency(s) * hours) / cap) * 100;
   return Math.max(0, Math.min(dep.targetSocPct, dep.targetSocPct - reachablePct));
 }
 
 export function floors(s: Snapshot, c: ControlSettings, nowMs: number, dep: Departure): Floors {
   const departureFloor = departureFloorPct(s, c, nowMs, dep);
-  const effective = Math.max(c.vehicle.dischargeFloorPct, departureFloor ?? 0, s.vehicle.minSocPct ?? 0);
+  const carMin = s.vehicle.minSocPct;
+  // a car minimum that is not a number cannot lower anything: it is ignored, never taken as NaN
+  const effective = Math.max(c.vehicle.dischargeFloorPct, departureFloor ?? 0, finite(carMin) ? carMin : 0);
   return {
     dischargeFloorPct: c.vehicle.dischargeFloorPct,
     backupFloorPct: c.vehicle.backupFloorPct,
@@ -68,16 +139,31 @@ export function floors(s: Snapshot, c: ControlSettings, nowMs: number, dep: Depa
   };
 }
 
-/** Whether the car agreed to give energy back (EVerest discharged a car that never agreed). */
-export function carOffersDischarge(s: Snapshot): boolean {
-  if (!s.vehicle.connected || s.vehicle.bidirectional === false) return false;
-  return s.vehicle.bidirectional === true || (s.vehicle.maxDischargeW ?? 0) > 0;
+/**
+ * Why the car may not be discharged, or undefined when it may. The drivers report facts (what the car
+ * sent, what the charger can do); consent is decided here. A car that said no (`bidirectional: false`,
+ * a discharge limit of 0) is `not_bidirectional`; one that said nothing is `no_consent` unless the
+ * homeowner/installer set `vehicle.dischargeWithoutCarConsent`.
+ */
+export function dischargeRefusal(s: Snapshot, c: ControlSettings): ReasonCode | undefined {
+  const v = s.vehicle;
+  if (!v.connected) return 'no_vehicle';
+  if (v.bidirectional === false) return 'not_bidirectional';
+  if (v.bidirectional === true) return undefined;
+  if (v.maxDischargeW !== undefined) return finite(v.maxDischargeW) && v.maxDischargeW > 0 ? undefined : 'not_bidirectional';
+  return c.vehicle.dischargeWithoutCarConsent === true ? undefined : 'no_consent';
+}
+
+/** Whether the car may be discharged at all (see `dischargeRefusal`). */
+export function carOffersDischarge(s: Snapshot, c: ControlSettings): boolean {
+  return dischargeRefusal(s, c) === undefined;
 }
 
 /** Largest discharge that does not cross `floorPct` before the next tick, W (AC side). */
 export function floorBoundW(socPct: number, floorPct: number, capWh: number, eff: number, horizonS: number): number {
   const aboveWh = ((socPct - floorPct) / 100) * capWh;
-  if (aboveWh <= 0) return 0;
+  // `!(x > 0)` and not `x <= 0`: a NaN anywhere above must mean no discharge
+  if (!(aboveWh > 0) || !(eff > 0) || !(horizonS > 0)) return 0;
   return (aboveWh * eff * 3600) / horizonS;
 }
 
@@ -87,34 +173,48 @@ export function rampFactor(c: ControlSettings, rejoinedAtMs: number | undefined,
   return Math.max(0, Math.min(1, (nowMs - rejoinedAtMs) / 1000 / c.backup.rejoinRampS));
 }
 
-/** The smallest limit of a list and its name (first one wins a tie). */
-function smallest(list: [number, string][]): [number, string] {
-  let best = list[0];
-  for (const item of list) if (item[0] < best[0]) best = item;
+/**
+ * The smallest limit of a list and its name (first one wins a tie). Fails closed: a limit that is not a
+ * finite number is a limit of 0 W, never "no limit" (NaN compares false with everything).
+ */
+export function smallest(list: [number, string][]): [number, string] {
+  let best: [number, string] = [Number.POSITIVE_INFINITY, list[0]?.[1] ?? 'unknown'];
+  for (const [w, name] of list) {
+    const v = Number.isFinite(w) ? w : 0;
+    if (v < best[0]) best = [v, name];
+  }
+  // an empty list has no limit to name: nothing is allowed
+  if (!Number.isFinite(best[0])) return [0, best[1]];
   return [Math.max(0, best[0]), best[1]];
 }
 
 /** Every power limit in force now, and which one binds (invariant 4). */
 export function powerLimits(s: Snapshot, c: ControlSettings, f: Floors, nowMs: number, rejoinedAtMs: number | undefined): PowerLimits {
-  const house = s.houseLoadW ?? 0;
   const ramp = rampFactor(c, rejoinedAtMs, nowMs);
-  const charge: [number, string][] = [[s.inverter.maxChargeW ?? 0, 'inverter_limit']];
+  // an unknown inverter limit is 0 W: nothing is commanded on a rating nobody reported
+  const invCharge = s.inverter.maxChargeW ?? 0;
+  const invDischarge = s.inverter.maxDischargeW ?? 0;
+  const charge: [number, string][] = [[invCharge, 'inverter_limit']];
   if (s.vehicle.maxChargeW !== undefined) charge.push([s.vehicle.maxChargeW, 'vehicle_limit']);
   if (c.vehicle.maxChargeW !== null) charge.push([c.vehicle.maxChargeW, 'homeowner_limit']);
-  if (c.site.gridImportLimitW !== null) charge.push([c.site.gridImportLimitW - house, 'grid_limit']);
-  if (ramp < 1) charge.push([(s.inverter.maxChargeW ?? 0) * ramp, 'rejoin_ramp']);
+  if (c.site.gridImportLimitW !== null) charge.push([c.site.gridImportLimitW - houseLoadForImportW(s, c, nowMs), 'grid_limit']);
+  if (ramp < 1) charge.push([invCharge * ramp, 'rejoin_ramp']);
   const soc = s.vehicle.socPct;
   if (soc !== undefined && soc >= (s.vehicle.maxSocPct ?? 100)) charge.push([0, 'max_soc']);
   if (!s.vehicle.connected) charge.push([0, 'no_vehicle']);
 
-  const discharge: [number, string][] = [[s.inverter.maxDischargeW ?? 0, 'inverter_limit']];
-  if (!carOffersDischarge(s)) discharge.push([0, s.vehicle.connected ? 'not_bidirectional' : 'no_vehicle']);
+  const discharge: [number, string][] = [[invDischarge, 'inverter_limit']];
+  const refusal = dischargeRefusal(s, c);
+  if (refusal) discharge.push([0, refusal]);
   if (s.vehicle.maxDischargeW !== undefined) discharge.push([s.vehicle.maxDischargeW, 'vehicle_limit']);
+  // the charger's export capability is a fact about the charger: it bounds whatever consent was given
+  if (s.vehicle.chargerExportCapabilityW !== undefined) discharge.push([s.vehicle.chargerExportCapabilityW, 'inverter_limit']);
   if (c.vehicle.maxDischargeW !== null) discharge.push([c.vehicle.maxDischargeW, 'homeowner_limit']);
-  if (c.site.gridExportLimitW !== null) discharge.push([c.site.gridExportLimitW + house, 'grid_limit']);
-  if (ramp < 1) discharge.push([(s.inverter.maxDischargeW ?? 0) * ramp, 'rejoin_ramp']);
-  if (soc === undefined) discharge.push([0, 'soc_unknown']);
+  if (c.site.gridExportLimitW !== null) discharge.push([c.site.gridExportLimitW + houseLoadForExportW(s, c, nowMs), 'grid_limit']);
+  if (ramp < 1) discharge.push([invDischarge * ramp, 'rejoin_ramp']);
+  if (soc === undefined || !finite(soc)) discharge.push([0, 'soc_unknown']);
   else {
+    // small assumed capacity: less energy above the floor, a smaller step per tick
     const cap = capacityWh(s, c) ?? ASSUMED_CAPACITY_WH;
     const bound = floorBoundW(soc, f.effectiveFloorPct, cap, efficiency(s), c.control.tickS);
     const departureBinds = f.departureFloorPct !== undefined && f.departureFloorPct >= f.effectiveFloorPct && f.departureFloorPct > f.dischargeFloorPct;
