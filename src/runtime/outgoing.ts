@@ -1,0 +1,73 @@
+/** Outgoing messages built from plans and records: dispatch responses, ledger rows, `state` and `flex`. */
+import type { DispatchRecord, DispatchResponse, Plan, Snapshot } from '../control/types.ts';
+import { isoUtc, type OutboundMessage, type StatePayload } from '../contract.ts';
+
+export function responseMessage(r: DispatchResponse): OutboundMessage {
+  const payload: Record<string, unknown> = { id: r.id, status: r.status };
+  if (r.reason !== undefined) payload.reason = r.reason;
+  if (r.acceptedW !== undefined) payload.acceptedW = r.acceptedW;
+  if (r.deliveredWh !== undefined) payload.deliveredWh = r.deliveredWh;
+  return {
+    topic: 'dispatch/response', payload, qos: 1, retain: false, class: 'response',
+    responseTopic: r.replyTo?.responseTopic, correlationData: r.replyTo?.correlationData,
+  };
+}
+
+export function ledgerMessage(r: DispatchRecord, interrupted = false): OutboundMessage {
+  const payload: Record<string, unknown> = {
+    id: r.id,
+    start: isoUtc(r.startedMs ?? r.startMs),
+    end: isoUtc(r.endedMs ?? r.endMs),
+    exportedWh: round1(r.exportedWh),
+    importedWh: round1(r.importedWh),
+    carSideWh: round1(r.carSideWh),
+    status: r.status,
+  };
+  if (interrupted) payload.interrupted = true;
+  return { topic: 'ledger', payload, qos: 1, retain: false, class: 'ledger' };
+}
+
+export function statePayload(p: Plan, s: Snapshot, totals: { importedWh: number; exportedWh: number }, now: number): StatePayload {
+  return {
+    mode: p.mode,
+    grid: gridUp(p, s) ? 'up' : 'down',
+    vehicle: {
+      connected: s.vehicle.connected,
+      socPct: s.vehicle.socPct !== undefined ? round1(s.vehicle.socPct) : null,
+      socAgeS: s.vehicle.socAtMs !== undefined ? Math.max(0, Math.round((now - s.vehicle.socAtMs) / 1000)) : null,
+      socSource: s.vehicle.socSource,
+    },
+    powerW: Math.round(s.inverter.powerW ?? 0),
+    setpointW: p.setpointW,
+    floors: { dischargeFloorPct: p.floors.dischargeFloorPct, effectiveFloorPct: round1(p.floors.effectiveFloorPct), backupFloorPct: p.floors.backupFloorPct },
+    dispatchId: p.activeDispatchId ?? null,
+    energy: { importedWh: round1(totals.importedWh), exportedWh: round1(totals.exportedWh) },
+    backup: { phase: p.backup.phase, hoursLeft: p.backup.hoursLeft !== undefined && Number.isFinite(p.backup.hoursLeft) ? round1(p.backup.hoursLeft) : null, shedTiers: p.backup.shedTiers },
+    departure: { at: p.departureAtMs !== undefined ? isoUtc(p.departureAtMs) : null, atRisk: p.departureAtRisk },
+    reasons: p.reasons,
+  };
+}
+
+export function flexPayload(p: Plan): { maxDischargeW: number; maxChargeW: number; dischargeableWh: number; chargeableWh: number; until: string | null } {
+  return {
+    maxDischargeW: p.flex.maxDischargeW,
+    maxChargeW: p.flex.maxChargeW,
+    dischargeableWh: p.flex.dischargeableWh,
+    chargeableWh: p.flex.chargeableWh,
+    until: p.flex.untilMs !== undefined ? isoUtc(p.flex.untilMs) : null,
+  };
+}
+
+/** The grid as the sense line shows it; without one, as the inverter and the island phase imply. */
+export function gridUp(p: Plan, s: Snapshot): boolean {
+  if (s.grid.sensePresent !== undefined) return s.grid.sensePresent;
+  return !s.inverter.gridAlarm && !p.backup.active;
+}
+
+export function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+export function round100(x: number): number {
+  return Math.round(x / 100) * 100;
+}

@@ -1,0 +1,111 @@
+/** Store writes and outgoing messages for one decision: events, dispatch status, settlements, samples, state. */
+import type { Config } from '../config/types.ts';
+import type { CoreEvent, Plan, Snapshot } from '../control/types.ts';
+import type { OutboundMessage } from '../contract.ts';
+import { flexPayload, gridUp, ledgerMessage, responseMessage, round100, statePayload } from './outgoing.ts';
+import { safelySync } from './port-calls.ts';
+import type { SnapshotAssembler } from './snapshot.ts';
+import type { RuntimeLog, RuntimeOptions } from './types.ts';
+
+export class Recorder {
+  private lastStateMs = -Infinity;
+  private lastFlex?: string;
+  private lastFlexMs = -Infinity;
+  private lastMode?: string;
+
+  constructor(
+    private readonly opts: RuntimeOptions,
+    private readonly assembler: SnapshotAssembler,
+    private readonly log: RuntimeLog,
+  ) {}
+
+  /** An event that did not come from the core (config refused, driver warnings). */
+  emit(e: CoreEvent, now: number): void {
+    this.opts.onEvent?.(e, now);
+    safelySync(() => this.opts.store?.recordEvent(e, now), this.log);
+    safelySync(() => this.opts.uplink?.publish([{ topic: 'event', payload: { ...e }, qos: 1, retain: false, class: 'event' }]), this.log);
+  }
+
+  record(plan: Plan, s: Snapshot, now: number, config: Config): void {
+    const store = this.opts.store;
+    // status changes, settlements and their outbox rows in one commit; quiet ticks open no transaction.
+    // A settlement (ledger) must survive a power cut; a status change or event need only survive a
+    // killed process, which keeps the fsync off the path of an `accepted` answer.
+    if (store?.atomically && (plan.responses.length || plan.events.length || plan.finished.length)) {
+      try {
+        store.atomically(() => this.recordInner(plan, s, now, config), plan.finished.length ? 'durable' : 'relaxed');
+      } catch (e) {
+        this.log('error', `record failed: ${(e as Error)?.message ?? String(e)}`);
+      }
+    } else this.recordInner(plan, s, now, config);
+    this.lastMode = plan.mode;
+  }
+
+  private recordInner(plan: Plan, s: Snapshot, now: number, config: Config): void {
+    const store = this.opts.store;
+    const uplink = this.opts.uplink;
+    const msgs: OutboundMessage[] = [];
+
+    for (const e of plan.events) {
+      this.opts.onEvent?.(e, now);
+      safelySync(() => store?.recordEvent(e, now), this.log);
+      msgs.push({ topic: 'event', payload: { ...e }, qos: 1, retain: false, class: 'event' });
+    }
+
+    for (const resp of plan.responses) {
+      const rec = plan.finished.find((r) => r.id === resp.id) ?? plan.memory.dispatches.find((r) => r.id === resp.id);
+      if (rec) safelySync(() => store?.recordDispatch(rec, now), this.log);
+      this.opts.onResponse?.(resp);
+      const msg = responseMessage(resp);
+      const settles = rec !== undefined && plan.finished.includes(rec) && (resp.status === 'completed' || resp.status === 'cancelled' || resp.status === 'superseded');
+      if (settles) {
+        // the ledger row is committed before the final response and the ledger message are queued
+        const ledgerMsg = ledgerMessage(rec);
+        if (store) {
+          safelySync(() => store.settleDispatch(rec, [msg, ledgerMsg], now), this.log);
+          this.opts.onSettled?.(rec);
+          safelySync(() => uplink?.drain?.(), this.log);
+        } else {
+          this.opts.onSettled?.(rec);
+          msgs.push(msg, ledgerMsg);
+        }
+        continue;
+      }
+      msgs.push(msg);
+    }
+
+    if (uplink) this.report(plan, s, now, msgs, config);
+    if (msgs.length) safelySync(() => uplink?.publish(msgs), this.log);
+
+    const totals = this.assembler.totals;
+    if (store?.saveMeterState) {
+      const open = plan.memory.dispatches.filter((r) => r.status === 'active' || r.status === 'curtailed' || r.status === 'accepted');
+      safelySync(() => store.saveMeterState!({ atMs: now, meter: this.assembler.meter, dispatches: open.map((r) => ({ id: r.id, exportedWh: r.exportedWh, importedWh: r.importedWh, carSideWh: r.carSideWh })) }), this.log);
+    }
+    if (store)
+      safelySync(
+        () =>
+          store.recordSample({
+            atMs: now, mode: plan.mode, socPct: s.vehicle.socPct ?? null, powerW: s.inverter.powerW ?? 0, setpointW: plan.setpointW,
+            houseLoadW: s.houseLoadW ?? null, gridUp: gridUp(plan, s), importedWh: totals.importedWh, exportedWh: totals.exportedWh,
+          }),
+        this.log,
+      );
+  }
+
+  /** `state` on its interval and on a mode change; retained `flex` when it moved noticeably. */
+  private report(plan: Plan, s: Snapshot, now: number, msgs: OutboundMessage[], config: Config): void {
+    const modeChanged = this.lastMode !== plan.mode;
+    if (modeChanged || now - this.lastStateMs >= config.uplink.stateIntervalS * 1000) {
+      this.lastStateMs = now;
+      msgs.push({ topic: 'state', payload: statePayload(plan, s, this.assembler.totals, now) as unknown as Record<string, unknown>, qos: 0, retain: false, class: 'state' });
+    }
+    const f = plan.flex;
+    const flexKey = `${round100(f.maxDischargeW)}|${round100(f.maxChargeW)}|${round100(f.dischargeableWh)}|${round100(f.chargeableWh)}|${f.untilMs}`;
+    if (flexKey !== this.lastFlex && now - this.lastFlexMs >= Math.min(config.uplink.stateIntervalS, 10) * 1000) {
+      this.lastFlex = flexKey;
+      this.lastFlexMs = now;
+      msgs.push({ topic: 'flex', payload: flexPayload(plan) as unknown as Record<string, unknown>, qos: 1, retain: true, class: 'flex' });
+    }
+  }
+}

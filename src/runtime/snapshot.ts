@@ -1,0 +1,115 @@
+/**
+ * Snapshot assembly: what the ports say now, turned into the core's input. Owns the metering state
+ * (energy since the last decision, from the inverter's counters) and the SoC source (the car's figure,
+ * else the inverter's storage SoC, else tracked from metered energy).
+ */
+import type { Ports } from '../../hal/ports.ts';
+import type { Config } from '../config/types.ts';
+import type { DispatchCommand, EnergyDelta, Snapshot, SocSource } from '../control/types.ts';
+import { initialMeterState, meterTick, type MeterState } from '../control/metering.ts';
+import { initialSocTracker, updateSocTracker, type SocTrackerState } from '../control/soc-tracker.ts';
+
+const GRID_ALARMS = new Set(['GRID_DISCONNECT', 'AC_UNDER_VOLT', 'UNDER_FREQ', 'OVER_FREQ', 'AC_OVER_VOLT']);
+
+const zero = (): EnergyDelta => ({ exportedWh: 0, importedWh: 0, carSideWh: 0 });
+
+export class SnapshotAssembler {
+  meter: MeterState = initialMeterState();
+  private socTracker: SocTrackerState = initialSocTracker();
+  /** Energy metered outside a decision (start-up recovery), handed to the next one. */
+  pendingEnergy: EnergyDelta = zero();
+  readonly totals = { importedWh: 0, exportedWh: 0, carSideWh: 0 };
+
+  constructor(private readonly ports: Ports) {}
+
+  meterSettings(): { efficiency: number; maxPowerW: number } {
+    const r = this.ports.inverter.state().ratings;
+    return { efficiency: r?.efficiency ?? 0.9, maxPowerW: Math.max(r?.ratedW ?? 0, r?.maxChargeW ?? 0, r?.maxDischargeW ?? 0, 1) };
+  }
+
+  take(now: number, config: Config, commands: DispatchCommand[], runtimeFault: string | undefined): Snapshot {
+    const ports = this.ports;
+    const inv = ports.inverter.state();
+    const veh = ports.vehicle.state();
+    const grid = ports.gridSense?.state();
+    const relays = ports.relays?.state();
+    const meter = ports.siteMeter?.state();
+    let delta: EnergyDelta = zero();
+    if (inv.reading) {
+      const m = meterTick(this.meter, inv.reading, this.meterSettings());
+      this.meter = m.state;
+      delta = m.delta;
+    }
+    this.totals.importedWh += delta.importedWh;
+    this.totals.exportedWh += delta.exportedWh;
+    this.totals.carSideWh += delta.carSideWh;
+    const energy = {
+      importedWh: this.pendingEnergy.importedWh + delta.importedWh,
+      exportedWh: this.pendingEnergy.exportedWh + delta.exportedWh,
+      carSideWh: this.pendingEnergy.carSideWh + delta.carSideWh,
+    };
+    this.pendingEnergy = zero();
+
+    // SoC: the car's own figure, else the inverter's storage SoC, else tracked from metered energy
+    let socPct: number | undefined;
+    let socAtMs: number | undefined;
+    let socSource: SocSource = 'none';
+    if (!veh.connected) this.socTracker = initialSocTracker();
+    else {
+      const invSoc = veh.socPct === undefined ? inv.reading?.storageSocPct : undefined;
+      const t = updateSocTracker(this.socTracker, {
+        atMs: now, reportedSocPct: veh.socPct, reportedAtMs: veh.socAtMs, carSideWh: delta.carSideWh,
+        capacityWh: veh.capacityWh ?? config.vehicle.capacityWh ?? undefined, knownSocPct: invSoc,
+      });
+      this.socTracker = t.state;
+      socPct = t.socPct;
+      socAtMs = t.socAtMs;
+      socSource = invSoc !== undefined ? 'inverter' : t.socSource;
+    }
+    const reading = inv.reading;
+    const inverterFault = inv.fault ? `${inv.fault.code}: ${inv.fault.message}` : reading?.state === 'fault' ? `inverter reports FAULT${reading.alarms.length ? ` (${reading.alarms.join(', ')})` : ''}` : undefined;
+    return {
+      vehicle: {
+        connected: veh.connected,
+        socPct,
+        socAtMs,
+        socSource,
+        capacityWh: veh.capacityWh,
+        minSocPct: veh.minSocPct,
+        maxSocPct: veh.maxSocPct,
+        targetSocPct: veh.targetSocPct,
+        departureAtMs: veh.departureAtMs,
+        maxChargeW: veh.maxChargeW,
+        maxDischargeW: veh.maxDischargeW,
+        bidirectional: veh.bidirectional,
+        atMs: veh.atMs,
+        fault: veh.fault ? `${veh.fault.code}: ${veh.fault.message}` : undefined,
+      },
+      inverter: {
+        atMs: reading?.atMs,
+        powerW: reading?.acPowerW,
+        ratedW: inv.ratings?.ratedW,
+        maxChargeW: inv.ratings?.maxChargeW,
+        maxDischargeW: inv.ratings?.maxDischargeW,
+        efficiency: inv.ratings?.efficiency,
+        gridForming: reading?.gridForming,
+        connected: reading?.connected,
+        gridAlarm: reading && !reading.gridForming ? reading.alarms.some((a) => GRID_ALARMS.has(a)) : undefined,
+        islandCapable: inv.ratings?.islandCapable,
+        fault: inverterFault,
+      },
+      grid: { sensePresent: grid?.present, fault: grid?.fault ? `${grid.fault.code}: ${grid.fault.message}` : undefined },
+      contactor: {
+        installed: relays !== undefined,
+        feedbackClosed: relays?.contactorFeedbackClosed,
+        commandedClosed: relays?.contactorCommandClosed ?? true,
+      },
+      estopPressed: ports.estop?.state().pressed ?? false,
+      houseLoadW: meter?.houseLoadW,
+      loadTierCount: relays?.loadTiersOn.length ?? 0,
+      commands,
+      energy,
+      runtimeFault: runtimeFault ?? (relays?.fault ? `relays: ${relays.fault.message}` : undefined),
+    };
+  }
+}
