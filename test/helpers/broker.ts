@@ -1,6 +1,14 @@
 /**
  * A real MQTT broker for tests: Mosquitto on a free loopback port when it is installed (CI installs it),
- * else the embedded broker (aedes), and the test output says which.
+ * else the embedded broker (aedes), and the test output says which. `WALLBOX_TEST_BROKER=embedded` forces
+ * the embedded broker where Mosquitto is installed, so the fallback path can be run anywhere;
+ * `WALLBOX_TEST_BROKER=mosquitto` makes a missing Mosquitto an error instead of a fallback.
+ *
+ * The embedded broker (aedes 0.51, and still 1.2) speaks MQTT 3.1.1 only: it refuses an MQTT 5 CONNECT
+ * with "Unacceptable protocol version". A test that needs what only Mosquitto gives (MQTT 5 sessions and
+ * properties, TLS listeners, persistence across a broker restart, the mosquitto_pub/sub clients) takes
+ * `{ skip: brokerSkip([...]) }`, decided once before any broker starts, so it is reported as skipped with
+ * the reason instead of failing after a timeout.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
@@ -68,13 +76,60 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
 
 let announced = false;
 
+/** What a test may need that only Mosquitto (or its client tools) provides. */
+export type BrokerNeed = 'mqtt5' | 'tls' | 'persistence' | 'clients';
+
+let chosen: { kind: 'mosquitto' | 'embedded'; bin?: string; why: string } | undefined;
+
+/** Which broker the tests get, decided once per process from WALLBOX_TEST_BROKER and what is installed. */
+export function brokerChoice(env: NodeJS.ProcessEnv = process.env): { kind: 'mosquitto' | 'embedded'; bin?: string; why: string } {
+  if (chosen && env === process.env) return chosen;
+  const wanted = (env.WALLBOX_TEST_BROKER ?? '').trim().toLowerCase();
+  let c: { kind: 'mosquitto' | 'embedded'; bin?: string; why: string };
+  if (wanted === 'embedded') c = { kind: 'embedded', why: 'WALLBOX_TEST_BROKER=embedded' };
+  else if (wanted !== '' && wanted !== 'mosquitto' && wanted !== 'auto')
+    throw new Error(`WALLBOX_TEST_BROKER must be "embedded", "mosquitto" or "auto", got ${JSON.stringify(env.WALLBOX_TEST_BROKER)}`);
+  else {
+    const bin = mosquittoPath();
+    if (bin) c = { kind: 'mosquitto', bin, why: `Mosquitto at ${bin}` };
+    else if (wanted === 'mosquitto') throw new Error('WALLBOX_TEST_BROKER=mosquitto but Mosquitto is not installed (Debian package "mosquitto")');
+    else c = { kind: 'embedded', why: 'Mosquitto is not installed' };
+  }
+  if (env === process.env) chosen = c;
+  return c;
+}
+
+/** MQTT protocol version a test's own clients should use against the chosen broker. */
+export function brokerProtocolVersion(): 4 | 5 {
+  return brokerChoice().kind === 'mosquitto' ? 5 : 4;
+}
+
+function mosquittoClientsInstalled(): boolean {
+  return !spawnSync('mosquitto_pub', ['--help'], { stdio: 'ignore' }).error && !spawnSync('mosquitto_sub', ['--help'], { stdio: 'ignore' }).error;
+}
+
+/**
+ * `false` when the chosen broker serves every need, else a one-line reason for node:test's `skip`.
+ * Decided before the test runs, so a skipped test costs no broker start and no timeout.
+ */
+export function brokerSkip(needs: BrokerNeed[]): string | false {
+  const c = brokerChoice();
+  const brokerNeeds = needs.filter((n) => n !== 'clients');
+  if (c.kind === 'embedded' && brokerNeeds.length) {
+    const what = brokerNeeds.map((n) => ({ mqtt5: 'MQTT 5', tls: 'a TLS listener', persistence: 'persistence across broker restarts', clients: '' })[n]).join(', ');
+    return `needs Mosquitto for ${what}; the embedded broker (${c.why}) speaks MQTT 3.1.1 only`;
+  }
+  if (needs.includes('clients') && !mosquittoClientsInstalled()) return 'needs mosquitto_pub/mosquitto_sub (Debian package "mosquitto-clients")';
+  return false;
+}
+
 export async function startBroker(opts: BrokerOptions = {}): Promise<TestBroker> {
   const port = opts.port ?? (await freePort());
-  const bin = mosquittoPath();
-  if (bin) return startMosquitto(bin, port, opts);
+  const c = brokerChoice();
+  if (c.kind === 'mosquitto' && c.bin) return startMosquitto(c.bin, port, opts);
   if (!announced) {
     announced = true;
-    console.log('# Mosquitto is not installed: broker tests fall back to the embedded broker (CI installs Mosquitto)');
+    console.log(`# embedded MQTT broker for the broker tests (${c.why}); tests that need Mosquitto skip and say why`);
   }
   return startEmbedded(port);
 }

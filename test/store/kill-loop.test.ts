@@ -25,7 +25,7 @@ import mqtt from 'mqtt';
 import { systemClock } from '../../hal/system-clock.ts';
 import { SimSite } from '../../hal/sim/site.ts';
 import { startSimSunspecServer } from '../../hal/sim/sunspec-server.ts';
-import { freePort, startBroker } from '../helpers/broker.ts';
+import { brokerProtocolVersion, freePort, startBroker } from '../helpers/broker.ts';
 import { tempDir } from './helpers.ts';
 
 const KILLS = Number(process.env.KILL_LOOP_KILLS ?? 50);
@@ -68,7 +68,7 @@ describe('runtime under kill -9', () => {
     }));
 
     // the aggregator: sends dispatches, collects what the device delivered
-    const agg = await mqtt.connectAsync(broker.url, { clientId: 'aggregator', protocolVersion: 5 });
+    const agg = await mqtt.connectAsync(broker.url, { clientId: 'aggregator', protocolVersion: brokerProtocolVersion() });
     t.after(() => agg.endAsync());
     const delivered = { ledger: new Set<string>(), completed: new Set<string>(), answered: new Set<string>() };
     agg.on('message', (topic, body) => {

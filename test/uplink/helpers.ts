@@ -1,5 +1,6 @@
 /** An aggregator stand-in (mqtt.js) and small waiting helpers for the uplink tests. */
 import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import { brokerProtocolVersion } from '../helpers/broker.ts';
 
 export interface Received {
   topic: string;
@@ -20,7 +21,7 @@ export interface Aggregator {
 }
 
 export async function connectAggregator(url: string, subscriptions: string[], opts: IClientOptions = {}): Promise<Aggregator> {
-  const client = mqtt.connect(url, { protocolVersion: 5, reconnectPeriod: 200, clientId: `agg-${Math.random().toString(16).slice(2, 10)}`, ...opts });
+  const client = mqtt.connect(url, { protocolVersion: brokerProtocolVersion(), reconnectPeriod: 200, clientId: `agg-${Math.random().toString(16).slice(2, 10)}`, ...opts });
   const received: Received[] = [];
   client.on('error', () => {});
   client.on('message', (topic, payload, packet) => {
