@@ -33,6 +33,10 @@ export interface BackupConfig {
   loadRestoreStaggerS: number;
   shedDwellS: number;
   rejoinRampS: number;
+  /** SunSpec 701 alarm symbols that mean the grid is gone (islanding without a sense line). */
+  gridLossAlarms: string[];
+  /** A listed alarm must hold this long, without a break, before it counts as a lost grid, s. */
+  gridLossDebounceS: number;
 }
 
 export interface ControlConfig {

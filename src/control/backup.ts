@@ -7,12 +7,21 @@ import type { CoreEvent, IslandPhase, Memory, Snapshot } from './types.ts';
 
 export interface BackupInputs {
   nowMs: number;
-  /** The grid is lost by any source (sense line, inverter alarm). */
+  /** Sustained grid loss by the grid-loss policy (grid-loss.ts): the island sequence may start. */
   gridLost: boolean;
-  /** The grid-sense line shows the grid present (the only source trusted for rejoining). */
-  gridSensedPresent: boolean;
+  /** The grid is seen present by a trusted source now (grid-loss.ts); the reconnect delay counts on it. */
+  gridPresent: boolean;
+  /**
+   * The house may be islanded at all: backup enabled, a contactor wired, and an inverter that reports it
+   * can island. Otherwise a grid loss is zero power on the grid (grid-loss policy).
+   */
+  mayIsland: boolean;
   /** Inputs are usable (fresh, no driver error). Unusable → stop serving at once. */
   healthy: boolean;
+  /** The plan is a fault: the island is not served (no grid-forming), the phase knowledge is kept. */
+  faulted: boolean;
+  /** How long the contactor feedback has disagreed with its command, s (0 = agrees or no feedback line). */
+  contactorMismatchS: number;
   socPct?: number;
   capacityWh: number;
   efficiency: number;
@@ -28,6 +37,10 @@ export interface BackupDecision {
   pendingShed?: Memory['pendingShed'];
   houseLoadAvgW?: number;
   gridForming: boolean;
+  /**
+   * Where this phase wants the contactor: closed on the grid and when rejoining. The caller passes a
+   * close of an open contactor through the interlock (interlock.ts), whatever the phase says.
+   */
   contactorClosed: boolean;
   /** Contactor did not confirm in time: the caller goes to fault. */
   contactorFault?: string;
@@ -73,7 +86,9 @@ export function backupStep(mem: Memory, s: Snapshot, c: ControlSettings, inp: Ba
   let houseLoadAvgW = smoothLoad(mem.houseLoadAvgW, inp.loadW, dtS);
 
   // the grid must be seen continuously present for the reconnect delay before rejoining
-  island.gridStableSinceMs = inp.gridSensedPresent ? island.gridStableSinceMs ?? now : undefined;
+  island.gridStableSinceMs = inp.gridPresent ? island.gridStableSinceMs ?? now : undefined;
+  const stableS = island.gridStableSinceMs === undefined ? 0 : (now - island.gridStableSinceMs) / 1000;
+  const gridBack = island.gridStableSinceMs !== undefined && stableS >= c.backup.reconnectDelayS;
 
   if (pendingShed && inp.loadW !== undefined) {
     tierLoadW[pendingShed.tier] = Math.max(0, pendingShed.loadBeforeW - inp.loadW);
@@ -86,7 +101,7 @@ export function backupStep(mem: Memory, s: Snapshot, c: ControlSettings, inp: Ba
 
   switch (island.phase) {
     case 'on-grid': {
-      if (inp.gridLost && c.backup.enabled && s.contactor.installed) {
+      if (inp.gridLost && inp.mayIsland) {
         island = { ...phaseChange(island, 'opening', now), outageStartMs: now };
         tiers = tiers.map(() => false);
         events.push({ kind: 'grid', severity: 'alarm', message: 'grid lost: setpoint to zero, opening the grid contactor' });
@@ -97,7 +112,14 @@ export function backupStep(mem: Memory, s: Snapshot, c: ControlSettings, inp: Ba
       if (feedback === false) {
         island = phaseChange(island, 'islanded', now);
         lastShedChangeMs = now;
-        events.push({ kind: 'backup', severity: 'warning', message: 'grid contactor confirmed open: grid-forming, serving the house from the car' });
+        events.push({
+          kind: 'backup', severity: 'warning',
+          message: inp.faulted || !inp.healthy ? 'grid contactor confirmed open: the house waits (no grid-forming while inputs are not usable)' : 'grid contactor confirmed open: grid-forming, serving the house from the car',
+        });
+      } else if (gridBack) {
+        // never confirmed open (no feedback line, or stuck) and the grid is back: rejoin through the interlock
+        island = phaseChange(island, 'rejoining', now);
+        events.push({ kind: 'grid', severity: 'info', message: `grid stable for ${c.backup.reconnectDelayS} s: rejoining` });
       } else if (phaseAgeS > c.backup.contactorTimeoutS) {
         contactorFault = feedback === undefined ? 'no contactor feedback line: cannot confirm the house is off the grid' : `grid contactor still closed ${c.backup.contactorTimeoutS} s after the open command`;
       }
@@ -105,29 +127,27 @@ export function backupStep(mem: Memory, s: Snapshot, c: ControlSettings, inp: Ba
     }
     case 'islanded':
     case 'dropped': {
-      if (feedback !== false) {
-        contactorFault = 'grid contactor feedback shows closed while islanded';
-        break;
-      }
-      const stableS = island.gridStableSinceMs === undefined ? 0 : (now - island.gridStableSinceMs) / 1000;
-      if (island.gridStableSinceMs !== undefined && stableS >= c.backup.reconnectDelayS) {
+      if (gridBack) {
         island = phaseChange(island, 'rejoining', now);
         events.push({ kind: 'grid', severity: 'info', message: `grid stable for ${c.backup.reconnectDelayS} s: leaving grid-forming to rejoin` });
         break;
       }
+      // islanded is entered only with the feedback showing open; dropped may have no feedback line
+      if (island.phase === 'islanded' ? feedback !== false : feedback === true) contactorFault = `grid contactor feedback shows closed while ${island.phase === 'islanded' ? 'islanded' : 'off the grid'}`;
       break;
     }
     case 'rejoining': {
-      if (inp.gridLost && !inp.gridSensedPresent) {
+      if (inp.gridLost && !inp.gridPresent) {
         island = phaseChange(island, 'opening', now);
         events.push({ kind: 'grid', severity: 'warning', message: 'grid lost again while rejoining' });
         break;
       }
-      if (feedback === true && s.contactor.commandedClosed) {
-        island = { phase: 'on-grid', sinceMs: now, rejoinedAtMs: now };
+      // without a feedback line the command is all there is to go by
+      if ((feedback ?? s.contactor.commandedClosed) && s.contactor.commandedClosed) {
+        island = { phase: 'on-grid', sinceMs: now, rejoinedAtMs: now, gridStableSinceMs: island.gridStableSinceMs };
         tiers = tiers.map(() => true);
         events.push({ kind: 'grid', severity: 'info', message: 'back on the grid' });
-      } else if (s.contactor.commandedClosed && phaseAgeS > c.backup.contactorTimeoutS + c.control.tickS) {
+      } else if (s.contactor.commandedClosed && inp.contactorMismatchS > c.backup.contactorTimeoutS) {
         contactorFault = 'grid contactor did not confirm closed when rejoining';
       }
       break;
@@ -178,12 +198,12 @@ export function backupStep(mem: Memory, s: Snapshot, c: ControlSettings, inp: Ba
   }
 
   const islandedNow = island.phase === 'islanded';
-  const gridForming = islandedNow && inp.healthy && feedback === false;
+  const gridForming = islandedNow && inp.healthy && !inp.faulted && feedback === false;
   if (islandedNow && !inp.healthy) reasons.push('stale_data');
-  if (island.phase === 'dropped') reasons.push('backup_floor');
-  // rejoin: grid-forming off is commanded first; the contactor closes only once the inverter confirms it
-  const contactorClosed =
-    island.phase === 'on-grid' || (island.phase === 'rejoining' && mem.island.phase === 'rejoining' && s.inverter.gridForming === false);
+  if (island.phase === 'dropped') reasons.push(inp.mayIsland ? 'backup_floor' : 'grid_down');
+  // rejoin: grid-forming is off from the first rejoining plan; the interlock (interlock.ts) lets the
+  // contactor close only on a reading taken after that, which says the inverter is not forming
+  const contactorClosed = island.phase === 'on-grid' || island.phase === 'rejoining';
   return {
     island, loadTiersOn: tiers, tierLoadW, lastShedChangeMs, pendingShed, houseLoadAvgW, gridForming, contactorClosed,
     contactorFault, hoursLeft: hLeft, hoursWanted: hWanted, events, reasons,

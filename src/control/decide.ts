@@ -11,13 +11,22 @@ import {
   houseLoadForExportW, powerLimits,
 } from './limits.ts';
 import { issuesKey, issuesMessage, sanitizeSnapshot } from './sanitize.ts';
-import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, ReasonCode, Snapshot } from './types.ts';
+import { assessGrid, inverterFresh, type GridView } from './grid-loss.ts';
+import { contactorMayBeOpen, interlock } from './interlock.ts';
+import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, ReasonCode, RestoredState, Snapshot } from './types.ts';
 
-export function initialMemory(nowMs: number): Memory {
+/**
+ * Memory at a start. It starts reconciling (`startup`): nothing is assumed about the contactor, the
+ * inverter or the grid until decide() has seen them (docs/architecture.md, start-up reconciliation).
+ * `restored` is what the store kept from the previous run; it is reported, and its outage start kept,
+ * but the grid's stable time is not carried over (nobody watched the grid while the process was down).
+ */
+export function initialMemory(nowMs: number, restored?: RestoredState): Memory {
   return {
     mode: 'idle',
     modeSinceMs: nowMs,
-    island: { phase: 'on-grid', sinceMs: nowMs },
+    island: restored?.island ? { ...restored.island } : { phase: 'on-grid', sinceMs: nowMs },
+    startup: { sinceMs: nowMs, restored: restored?.island ? { ...restored.island } : undefined, savedAtMs: restored?.savedAtMs },
     loadTiersOn: [],
     tierLoadW: [],
     dispatches: [],
@@ -54,10 +63,56 @@ function health(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number): Heal
   return { soft, hard };
 }
 
-function faultContactorClosed(s: Snapshot, c: ControlSettings, gridLost: boolean): boolean {
+/** On the grid, in `fault`: where the contactor goes (an open one closes only through the interlock). */
+function faultContactorClosed(s: Snapshot, c: ControlSettings, grid: GridView): boolean {
   // with the grid present the house stays on it: a charger fault must not black out the home
   if (c.control.faultOpensContactor === 'always' || !s.contactor.installed) return !s.contactor.installed;
-  return !gridLost && s.grid.sensePresent !== false;
+  return !grid.lost && s.grid.sensePresent !== false;
+}
+
+/** The house may be islanded: backup on, a contactor wired, an inverter that says it can island (unknown = no). */
+function mayIsland(s: Snapshot, c: ControlSettings): boolean {
+  return c.backup.enabled && s.contactor.installed && s.inverter.islandCapable === true;
+}
+
+/**
+ * Start-up reconciliation: the island phase from what the contactor and the grid show now, the persisted
+ * state only for its outage start. Contactor closed + grid present → on-grid; closed + grid lost →
+ * opening (or on-grid at zero power when the house cannot island); open + grid present → rejoining (the
+ * interlock decides when it closes); open + grid absent or unknown → opening, i.e. islanded through the
+ * normal forming rules (or dropped: dark, waiting for the grid, when it cannot island).
+ */
+function reconcileIsland(s: Snapshot, c: ControlSettings, grid: GridView, restored: Memory['island'] | undefined, nowMs: number): Memory['island'] {
+  if (!s.contactor.installed) return { phase: 'on-grid', sinceMs: nowMs };
+  const closedNow = s.contactor.feedbackClosed ?? s.contactor.commandedClosed;
+  const outageStartMs = restored && restored.phase !== 'on-grid' ? restored.outageStartMs : undefined;
+  const canIsland = mayIsland(s, c);
+  if (closedNow) {
+    if (grid.lost && canIsland) return { phase: 'opening', sinceMs: nowMs, outageStartMs: outageStartMs ?? nowMs };
+    return { phase: 'on-grid', sinceMs: nowMs };
+  }
+  if (grid.present) return { phase: 'rejoining', sinceMs: nowMs, outageStartMs: outageStartMs ?? nowMs };
+  return { phase: canIsland ? 'opening' : 'dropped', sinceMs: nowMs, outageStartMs: outageStartMs ?? nowMs };
+}
+
+function startupEvent(s: Snapshot, grid: GridView, st: NonNullable<Memory['startup']>, island: Memory['island'], nowMs: number): CoreEvent {
+  const k = s.contactor;
+  const contactor = !k.installed
+    ? 'no grid contactor'
+    : `contactor ${(k.feedbackClosed ?? k.commandedClosed) ? 'closed' : 'open'} (${k.feedbackClosed === undefined ? 'by its command, no feedback line' : 'by its feedback'})`;
+  const gridWord = grid.lost ? 'absent' : grid.present ? 'present' : 'unknown';
+  const inv = `inverter ${s.inverter.gridForming === true ? 'grid-forming' : s.inverter.gridForming === false ? 'not grid-forming' : 'forming state unknown'}${s.inverter.islandCapable === true ? '' : ', cannot island'}`;
+  const r = st.restored;
+  const saved = st.savedAtMs === undefined ? '' : ` saved ${Math.max(0, Math.round((nowMs - st.savedAtMs) / 1000))} s before`;
+  const persisted = r
+    ? `persisted: ${r.phase} since ${new Date(r.sinceMs).toISOString()}${r.outageStartMs !== undefined ? `, outage since ${new Date(r.outageStartMs).toISOString()}` : ''}${saved}`
+    : 'persisted: nothing';
+  const disagrees = (r?.phase ?? 'on-grid') !== island.phase || (k.installed && !(k.feedbackClosed ?? k.commandedClosed));
+  return {
+    kind: 'startup',
+    severity: disagrees ? 'warning' : 'info',
+    message: `start-up: found ${contactor}, grid ${gridWord} (${grid.source === 'none' ? 'no source' : grid.source === 'sense' ? 'sense line' : 'inverter'}), ${inv}; ${persisted}; resuming in ${island.phase}`,
+  };
 }
 
 export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: number): Plan {
@@ -79,7 +134,9 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   const soc = s.vehicle.connected ? s.vehicle.socPct : undefined;
   const cap = capacityWh(s, c) ?? ASSUMED_CAPACITY_WH;
   const eff = efficiency(s);
-  const gridLost = s.grid.sensePresent === false || s.inverter.gridAlarm === true;
+  // grid-loss policy (grid-loss.ts): which inputs mean the grid is gone, debounced
+  const grid = assessGrid(s, c, m.gridLoss?.alarmSinceMs, nowMs);
+  const fresh = inverterFresh(s, c, nowMs);
   const contactorMismatchSinceMs =
     s.contactor.installed && s.contactor.feedbackClosed !== undefined && s.contactor.feedbackClosed !== s.contactor.commandedClosed
       ? m.contactorMismatchSinceMs ?? nowMs
@@ -89,42 +146,66 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   const softPersisted = unhealthySinceMs !== undefined && (nowMs - unhealthySinceMs) / 1000 >= c.control.faultAfterS;
   const healthy = h.soft.length === 0 && h.hard.length === 0;
 
+  // --- start-up reconciliation ---------------------------------------------------------------
+  // until a fresh inverter reading is in, the phase is provisional (picked again each call) and the plan
+  // is zero power, no grid-forming, an open contactor left open; then it is picked once, and said
+  let startIsland = m.island;
+  const reconciling = m.startup !== undefined && !fresh;
+  if (m.startup) {
+    startIsland = reconcileIsland(s, c, grid, m.startup.restored, nowMs);
+    // the grid watched since this start counts; anything from before it does not
+    const watched = m.island.gridStableSinceMs;
+    if (watched !== undefined && watched >= m.startup.sinceMs && grid.present) startIsland.gridStableSinceMs = watched;
+    if (!reconciling) events.push(startupEvent(s, grid, m.startup, startIsland, nowMs));
+  }
+  const mem: Memory = startIsland === m.island ? m : { ...m, island: startIsland };
+
   // --- floors, limits, departure -----------------------------------------------------------
   const dep = departure(s, c, nowMs);
   const f = floors(s, c, nowMs, dep);
-  const limits = powerLimits(s, c, f, nowMs, m.island.rejoinedAtMs);
+  const limits = powerLimits(s, c, f, nowMs, mem.island.rejoinedAtMs);
+
+  // --- fault state (before the island step: a fault is never served an island) --------------------
+  const wasFault = m.mode === 'fault';
+  let healthySinceMs = healthy ? m.healthySinceMs ?? nowMs : undefined;
+  const stillClearing = wasFault && (healthySinceMs === undefined || (nowMs - healthySinceMs) / 1000 < c.control.faultClearS);
+  const faultBefore = h.hard.length > 0 || softPersisted || stillClearing;
 
   // --- backup / islanding ------------------------------------------------------------------
-  const loadW = m.island.phase === 'on-grid' ? s.houseLoadW : s.houseLoadW ?? (s.inverter.powerW !== undefined ? Math.max(0, -s.inverter.powerW) : undefined);
-  const b = backupStep(m, s, c, {
-    nowMs, gridLost, gridSensedPresent: s.grid.sensePresent === true, healthy, socPct: soc, capacityWh: cap, efficiency: eff, loadW,
+  const loadW = mem.island.phase === 'on-grid' ? s.houseLoadW : s.houseLoadW ?? (s.inverter.powerW !== undefined ? Math.max(0, -s.inverter.powerW) : undefined);
+  const mismatchS = contactorMismatchSinceMs === undefined ? 0 : (nowMs - contactorMismatchSinceMs) / 1000;
+  const b = backupStep(mem, s, c, {
+    nowMs, gridLost: grid.lost, gridPresent: grid.present, mayIsland: mayIsland(s, c), healthy, faulted: faultBefore || reconciling,
+    contactorMismatchS: mismatchS, socPct: soc, capacityWh: cap, efficiency: eff, loadW,
   });
   events.push(...b.events);
 
-  // --- fault state -------------------------------------------------------------------------
   let faultReason: string | undefined;
   if (h.hard.length) faultReason = h.hard[0];
   else if (b.contactorFault) faultReason = b.contactorFault;
   else if (softPersisted) faultReason = h.soft[0];
-  const wasFault = m.mode === 'fault';
-  let healthySinceMs = healthy ? m.healthySinceMs ?? nowMs : undefined;
   let inFault = faultReason !== undefined;
   if (!inFault && wasFault) {
-    inFault = healthySinceMs === undefined || (nowMs - healthySinceMs) / 1000 < c.control.faultClearS;
+    inFault = stillClearing;
     if (inFault) faultReason = m.faultReason;
   }
   if (inFault && !wasFault) events.push({ kind: 'fault', severity: 'alarm', message: `fault: ${faultReason}` });
   if (!inFault && wasFault) events.push({ kind: 'fault', severity: 'info', message: 'fault cleared' });
   if (inFault && faultReason !== undefined && !healthy) healthySinceMs = undefined;
 
-  // after a fault the island sequence starts over from what the contactor really shows
-  let island = b.island;
-  if (inFault) {
-    const onGrid = s.contactor.feedbackClosed ?? s.contactor.commandedClosed;
-    island = onGrid && !gridLost ? { phase: 'on-grid', sinceMs: nowMs } : { ...b.island, phase: gridLost ? 'dropped' : 'rejoining', sinceMs: nowMs, outageStartMs: b.island.outageStartMs ?? nowMs };
-    if (!s.contactor.installed) island = { phase: 'on-grid', sinceMs: nowMs };
-  }
+  // a fault keeps the island phase and its times: no grid-forming, the contactor open off the grid, and
+  // the way back on the grid is the normal one, through the interlock
+  const island = b.island;
   const backupActive = island.phase !== 'on-grid';
+  // on the grid phase but the contactor commanded or seen open (after a fault opened it): zero power
+  // until it is closed again through the interlock
+  const contactorOpenOnGrid = !backupActive && contactorMayBeOpen(s.contactor);
+
+  // grid trip while the grid is present: one event when it starts and when it ends
+  const trip = grid.zeroReason === 'grid_trip';
+  if (trip && !m.gridLoss?.trip)
+    events.push({ kind: 'grid', severity: 'warning', message: `grid trip (${grid.alarms.join(', ')}) with the grid ${grid.source === 'sense' ? 'present on the sense line' : 'not lost'}: zero power, staying on the grid` });
+  if (!trip && m.gridLoss?.trip) events.push({ kind: 'grid', severity: 'info', message: 'grid trip over' });
 
   // --- dispatches --------------------------------------------------------------------------
   let records = accountEnergy(m.dispatches, m.activeDispatchId, s.energy);
@@ -132,7 +213,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   if (inFault) blockedBy = s.estopPressed ? 'estop' : 'fault';
   else if (storageDown) blockedBy = 'storage';
   else if (backupActive) blockedBy = 'backup_active';
-  else if (gridLost) blockedBy = 'grid_down';
+  else if (grid.zeroReason) blockedBy = grid.zeroReason;
   else if (!c.vehicle.v2gEnabled) blockedBy = 'v2g_disabled';
   else if (!s.vehicle.connected) blockedBy = 'no_vehicle';
   else if (!healthy) blockedBy = 'fault';
@@ -171,8 +252,9 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
 
   if (inFault) {
     mode = 'fault';
-    contactorClosed = faultContactorClosed(s, c, gridLost);
-    loadTiersOn = loadTiersOn.map(() => true);
+    // on the grid: faultOpensContactor; off it: where the island phase wants it, never closed by 'always'
+    contactorClosed = backupActive ? b.contactorClosed && c.control.faultOpensContactor !== 'always' : faultContactorClosed(s, c, grid);
+    if (!backupActive) loadTiersOn = loadTiersOn.map(() => true);
     reasons.push(s.estopPressed ? 'estop' : 'fault');
     blockReason = s.estopPressed ? 'estop' : 'fault';
   } else if (backupActive) {
@@ -214,10 +296,15 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
         reasons.push(need.reason);
       } else mode = 'idle';
     }
-    if (gridLost) {
+    if (grid.zeroReason) {
       setpointW = 0;
-      reasons.unshift('grid_down');
-      blockReason = 'grid_down';
+      reasons.unshift(grid.zeroReason);
+      blockReason = grid.zeroReason;
+    } else if (contactorOpenOnGrid) {
+      setpointW = 0;
+      mode = 'idle';
+      reasons.unshift('contactor_open');
+      blockReason = 'contactor_open';
     } else if (!healthy) {
       setpointW = 0;
       reasons.unshift('stale_data');
@@ -225,11 +312,34 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     }
   }
 
+  // start-up: nothing moves until the inverter has been seen (the contactor is left to the phase and the
+  // interlock below, which cannot pass without a fresh reading)
+  if (reconciling) {
+    setpointW = 0;
+    gridForming = false;
+    if (!inFault) mode = 'idle';
+    reasons.unshift('startup');
+    blockReason = 'stale_data';
+  }
+
   // never more than every limit allows, and whole watts rounded toward zero
   setpointW = Math.max(-limits.maxDischargeW, Math.min(limits.maxChargeW, setpointW));
   setpointW = setpointW < 0 ? -Math.floor(-setpointW) : Math.floor(setpointW);
   if (Object.is(setpointW, -0)) setpointW = 0;
   if (setpointW < 0 && limits.dischargeLimitedBy && Math.abs(setpointW) >= limits.maxDischargeW - 0.5 && mode === 'discharge') reasons.push(`limited: ${limits.dischargeLimitedBy}`);
+
+  // the interlock (invariant 5): an open contactor is closed only when (a)–(c) hold, on every path
+  const formingOffAtMs = m.lastGridForming === false ? m.formingOffAtMs : nowMs;
+  if (contactorClosed && contactorMayBeOpen(s.contactor)) {
+    const il = interlock({
+      nowMs, gridStableSinceMs: island.gridStableSinceMs, gridSource: grid.source, reconnectDelayS: c.backup.reconnectDelayS,
+      inverter: s.inverter, inverterMaxAgeS: c.control.inverterMaxAgeS, formingOffAtMs, setpointW, lastSetpointW: m.lastSetpointW,
+    });
+    if (!il.ok) {
+      contactorClosed = false;
+      reasons.push('interlock');
+    }
+  }
 
   if (active) {
     const limitReason = blockReason ?? (active.request.powerW < 0 ? limits.dischargeLimitedBy : limits.chargeLimitedBy);
@@ -241,7 +351,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   if (mode !== m.mode) events.push({ kind: 'mode', severity: mode === 'fault' ? 'alarm' : 'info', message: `mode ${m.mode} → ${mode}${reasons.length ? ` (${reasons[0]})` : ''}` });
 
   // --- what the aggregator may ask for ---------------------------------------------------------
-  const canDispatch = !inFault && !storageDown && !backupActive && !gridLost && c.vehicle.v2gEnabled && s.vehicle.connected && healthy;
+  const canDispatch = !inFault && !reconciling && !storageDown && !backupActive && !grid.zeroReason && !contactorOpenOnGrid && c.vehicle.v2gEnabled && s.vehicle.connected && healthy;
   const maxSoc = s.vehicle.maxSocPct ?? 100;
   const flex = {
     maxDischargeW: canDispatch ? Math.floor(Math.min(limits.maxDischargeW, dischargeRateW(s, c, limits, nowMs))) : 0,
@@ -276,6 +386,10 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     departureAtRisk: atRisk,
     chargeLatched,
     inputIssues,
+    startup: reconciling ? m.startup : undefined,
+    gridLoss: grid.alarmSinceMs !== undefined || trip ? { alarmSinceMs: grid.alarmSinceMs, trip } : undefined,
+    lastGridForming: gridForming,
+    formingOffAtMs: gridForming ? undefined : formingOffAtMs,
   };
 
   return {

@@ -41,7 +41,9 @@ export type ReasonCode =
   /** The car never agreed to discharge and `vehicle.dischargeWithoutCarConsent` is off. */
   | 'no_consent'
   /** Storage cannot write: nothing runs that cannot be settled (invariant 6). */
-  | 'storage';
+  | 'storage'
+  /** The inverter reports a grid trip (over-voltage, frequency, ...) while the grid is present: zero power, on the grid. */
+  | 'grid_trip';
 
 export interface DispatchResponse {
   id: string;
@@ -127,8 +129,16 @@ export interface Snapshot {
     gridForming?: boolean;
     /** 701 ConnSt. */
     connected?: boolean;
-    /** 701 Alrm GRID_DISCONNECT / AC under-voltage, i.e. the inverter sees no grid. */
+    /**
+     * @deprecated Not read by the core any more: which alarms mean a lost grid is the core's decision
+     * (`alarms` against `backup.gridLossAlarms`, src/control/grid-loss.ts).
+     */
     gridAlarm?: boolean;
+    /**
+     * SunSpec 701 `Alrm` bits that are set, by symbol (`GRID_DISCONNECT`, `AC_UNDER_VOLT`, `AC_OVER_VOLT`,
+     * `OVER_FREQUENCY`, ...), as of `atMs`. Undefined = the driver does not report alarms (not "none").
+     */
+    alarms?: string[];
     islandCapable?: boolean;
     fault?: string;
   };
@@ -164,6 +174,16 @@ export interface Snapshot {
 }
 
 export type IslandPhase = 'on-grid' | 'opening' | 'islanded' | 'dropped' | 'rejoining';
+
+/**
+ * What the store kept from the previous run, handed to `initialMemory(nowMs, restored)` at a start.
+ * The core reconciles it with what the contactor and the inverter show before it acts on it.
+ */
+export interface RestoredState {
+  island?: Memory['island'];
+  /** When that state was saved (epoch ms). */
+  savedAtMs?: number;
+}
 
 /** State the core carries from one call to the next. Start from `initialMemory()`. */
 export interface Memory {
@@ -207,6 +227,25 @@ export interface Memory {
   departureAtRisk: boolean;
   /** The snapshot fields last found unusable (non-finite, out of range), to report a change once. */
   inputIssues?: string;
+  /**
+   * Present from a start until the core has seen a fresh inverter reading and the contactor's state
+   * (start-up reconciliation, docs/architecture.md): zero power, no grid-forming, an open contactor stays open.
+   */
+  startup?: { sinceMs: number; restored?: Memory['island']; savedAtMs?: number };
+  /** Grid-loss policy state (src/control/grid-loss.ts). */
+  gridLoss?: {
+    /** Since when a listed grid-loss alarm has been reported without a break (debounce). */
+    alarmSinceMs?: number;
+    /** A grid trip with the grid present is going on (its event was sent). */
+    trip?: boolean;
+  };
+  /** Whether the previous plan commanded grid-forming; undefined after a start (it may still be on). */
+  lastGridForming?: boolean;
+  /**
+   * When the current run of plans without grid-forming began (the first plan after forming, or after a
+   * start). The interlock trusts only an inverter reading taken after it (src/control/interlock.ts).
+   */
+  formingOffAtMs?: number;
 }
 
 export interface Floors {

@@ -1,7 +1,7 @@
 /** Builders for control-core tests: a healthy on-grid snapshot and settings from the shipped defaults. */
 import { loadConfig } from '../../src/config/load.ts';
 import type { ControlSettings } from '../../src/config/types.ts';
-import { controlSettings } from '../../src/runtime.ts';
+import { controlSettings } from '../../src/runtime/settings.ts';
 import type { DispatchCommand, Snapshot } from '../../src/control/types.ts';
 
 export const T0 = Date.parse('2026-11-23T17:00:00Z');
@@ -26,7 +26,7 @@ export function snapshot(nowMs: number, over: DeepPartial<Snapshot> = {}): Snaps
       connected: true, socPct: 85, socAtMs: nowMs, socSource: 'vehicle', capacityWh: 60000, maxChargeW: 11000, maxDischargeW: 11000,
       bidirectional: true, atMs: nowMs,
     },
-    inverter: { atMs: nowMs, powerW: 0, ratedW: 11000, maxChargeW: 11000, maxDischargeW: 11000, efficiency: 0.95, gridForming: false, connected: true, gridAlarm: false, islandCapable: true },
+    inverter: { atMs: nowMs, powerW: 0, ratedW: 11000, maxChargeW: 11000, maxDischargeW: 11000, efficiency: 0.95, gridForming: false, connected: true, alarms: [], islandCapable: true },
     grid: { sensePresent: true },
     contactor: { installed: true, feedbackClosed: true, commandedClosed: true },
     estopPressed: false,
