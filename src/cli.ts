@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, getKey, loadConfig, localConfigPath, parseConfigValue, setLocalKey } from './config/load.ts';
+import type { Config } from './config/types.ts';
 
 const USAGE = `usage: wallbox <command> [options]
 
@@ -50,7 +51,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       case 'status':
         return await statusCommand(rest, io);
       case 'config':
-        return configCommand(rest, io);
+        return await configCommand(rest, io);
       case 'ledger':
         return await ledgerCommand(rest, io);
       case 'simulate':
@@ -82,7 +83,7 @@ function configPathFrom(values: Record<string, unknown>, env: NodeJS.ProcessEnv)
   return (values.config as string | undefined) ?? localConfigPath(env);
 }
 
-function configCommand(args: string[], io: CliIo): number {
+async function configCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse(args, { config: { type: 'string' } });
   const [sub, key, value, ...extra] = positionals;
   const path = configPathFrom(values, io.env);
@@ -96,11 +97,33 @@ function configCommand(args: string[], io: CliIo): number {
   }
   if (sub === 'set') {
     if (!key || value === undefined || extra.length) throw new UsageError('config set takes KEY and VALUE (JSON or a plain string)');
-    setLocalKey(path, key, parseConfigValue(value));
-    io.out(`${key} = ${value} (written to ${path}; a running daemon picks it up)`);
+    const merged = setLocalKey(path, key, parseConfigValue(value));
+    io.out(`${key} = ${value} (written to ${path})`);
+    io.out(await reloadAnswer(merged, key));
     return 0;
   }
   throw new UsageError(`config needs "get" or "set", got ${sub === undefined ? 'nothing' : `"${sub}"`}`);
+}
+
+/**
+ * Ask the running daemon to reload now and say what it really did with the change: applied, or needing a
+ * restart (by key), or that no daemon is running. Never claims more than the daemon answered.
+ */
+async function reloadAnswer(cfg: Config, key: string): Promise<string> {
+  const { askStatus, statusSocketPath } = await import('./status-socket.ts');
+  let r: { ok?: boolean; applied?: string[]; restartNeeded?: string[]; problems?: string[]; error?: string };
+  try {
+    r = (await askStatus(statusSocketPath(cfg.storage.path), { cmd: 'reload' }, 5000)) as typeof r;
+  } catch (e) {
+    return `no running daemon answered (${(e as Error).message}): the change takes effect when it starts`;
+  }
+  if (r.error) return `the daemon did not reload: ${r.error}`;
+  if (!r.ok) return `the daemon refused the file and keeps its last good config: ${(r.problems ?? []).join('; ')}`;
+  const restart = (r.restartNeeded ?? []).filter((k) => k === key || k.startsWith(`${key}.`) || key.startsWith(`${k}.`));
+  if (restart.length) return `the running daemon keeps the old value until a restart (sudo systemctl restart wallbox): ${restart.join(', ')} needs a restart`;
+  const applied = (r.applied ?? []).filter((k) => k === key || k.startsWith(`${key}.`) || key.startsWith(`${k}.`));
+  if (applied.length) return `applied by the running daemon: ${applied.join(', ')}`;
+  return 'the running daemon already had this value';
 }
 
 async function statusCommand(args: string[], io: CliIo): Promise<number> {

@@ -1,28 +1,48 @@
 /**
  * `wallbox run`: the long-running process systemd starts. Loads and watches the config, builds the
- * hardware, runs the loop, serves local status, and stops cleanly (power to zero) on SIGTERM.
+ * hardware, runs the loop, serves local status, tells systemd it is ready and alive, and stops in a
+ * bounded time with the power at zero first.
+ *
+ * Exit codes (docs/install.md): 0 stopped by a signal; 78 (EX_CONFIG, sysexits.h) the config cannot work
+ * (missing, unreadable, invalid): the unit's `RestartPreventExitStatus=78` keeps systemd from restarting
+ * it every few seconds until someone fixes the file; 1 anything else that stops it from starting (the
+ * storage directory cannot be made, a simulator's port is taken), which systemd does restart.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdirSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { spawn } from 'node:child_process';
 import { systemClock } from '../hal/system-clock.ts';
-import { ConfigError, loadConfig, localConfigPath } from './config/load.ts';
+import { ConfigError, loadConfigFile, localConfigPath } from './config/load.ts';
+import { changedKeys, classifyChanges, effectiveConfig } from './config/reload.ts';
 import type { Config } from './config/types.ts';
 import { Runtime, type RuntimeStatus } from './runtime.ts';
-import { buildHardware } from './wiring.ts';
+import { buildHardware, type BuildOptions, type Hardware } from './wiring.ts';
 import { serveStatus, statusSocketPath } from './status-socket.ts';
 import { openStore, type Store } from './store/index.ts';
 import { createUplink, type Uplink } from './uplink/client.ts';
 import type { RewardSettings } from './store/reward.ts';
+import { createNotifier, statusMessage } from './sd-notify.ts';
 
 export const VERSION = '0.1.0';
+
+/** sysexits.h EX_CONFIG: the unit file names it in RestartPreventExitStatus. */
+export const EXIT_CONFIG = 78;
+export const EXIT_FAILURE = 1;
+
+/**
+ * Time bounds on the way out (ms). The whole stop stays inside STOP_BUDGET_MS, well under the unit's
+ * TimeoutStopSec=20, so systemd never has to SIGKILL a process that may be holding the contactor line.
+ */
+export const STOP_BUDGET_MS = 10_000;
+const STOP_STEP_MS = { runtime: 5000, store: 1000, uplink: 2500, hardware: 1500 } as const;
 
 export interface DaemonOptions {
   configPath?: string;
   /** Print one status line per second (npm start). */
   statusLines: boolean;
   env?: NodeJS.ProcessEnv;
+  /** Hardware build options (tests: a GPIO stand-in). */
+  build?: BuildOptions;
 }
 
 type Level = 'info' | 'warn' | 'error';
@@ -46,43 +66,156 @@ export function statusLine(s: RuntimeStatus): string {
   ].join(' | ') + backup + (s.reasons.length ? ` | ${s.reasons[0]}` : '');
 }
 
-/** systemd notification through systemd-notify (Node has no datagram Unix sockets). */
-function sdNotify(env: NodeJS.ProcessEnv, state: string): void {
-  if (!env.NOTIFY_SOCKET) return;
-  const child = spawn('systemd-notify', [state], { stdio: 'ignore', env });
-  child.on('error', () => {});
+/** The one line `systemctl status wallbox` shows. */
+function systemdStatus(s: RuntimeStatus): string {
+  return `${s.mode}; SoC ${s.socPct === null ? '--' : `${s.socPct.toFixed(0)} %`}; ${s.powerW} W; grid ${s.grid}${s.reasons.length ? `; ${s.reasons[0]}` : ''}`;
+}
+
+/**
+ * Feeds systemd's watchdog only while the control loop really ticks: a loop stuck in an await that never
+ * settles stops the pings, and systemd restarts the service (WatchdogSec in the unit).
+ */
+export class WatchdogGate {
+  private lastTicks = -1;
+  /** Whether to ping now, given the loop's tick count. */
+  shouldPing(ticks: number): boolean {
+    const advanced = ticks !== this.lastTicks;
+    this.lastTicks = ticks;
+    return advanced;
+  }
+}
+
+/** Runs `fn`, giving up (without waiting further) after `ms`; never rejects. Says which step failed. */
+async function bounded(step: string, ms: number, fn: () => Promise<unknown> | unknown): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      Promise.resolve().then(fn),
+      new Promise<void>((_, rej) => {
+        timer = setTimeout(() => rej(new Error(`did not finish within ${ms} ms`)), ms);
+      }),
+    ]);
+  } catch (e) {
+    log('warn', `stop: ${step}: ${(e as Error)?.message ?? String(e)}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Stoppable {
+  runtime?: Runtime;
+  store?: Store;
+  uplink?: Uplink;
+  hw?: Hardware;
+  statusServer?: { close(): unknown };
 }
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const env = opts.env ?? process.env;
   const cfgPath = opts.configPath ? resolve(opts.configPath) : localConfigPath(env);
+  const notifier = createNotifier(env, (m) => log('warn', m));
+  const parts: Stoppable = {};
+  const timers: { status?: NodeJS.Timeout; watchdog?: NodeJS.Timeout; reload?: NodeJS.Timeout; sdStatus?: NodeJS.Timeout } = {};
+  let watcher: FSWatcher | undefined;
+
+  // Signals are taken from the first line on: a SIGTERM during start-up still runs the stop sequence
+  // (power to zero first) on whatever has been built, instead of the default action killing the process.
+  let stopSignal: string | undefined;
+  let wakeStop: () => void = () => {};
+  const stopRequested = new Promise<void>((r) => (wakeStop = r));
+  const onSignal = (sig: string) => {
+    if (stopSignal) return;
+    stopSignal = sig;
+    wakeStop();
+  };
+  const onTerm = () => onSignal('SIGTERM');
+  const onInt = () => onSignal('SIGINT');
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  const onRejection = (reason: unknown) => log('error', `unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}`);
+  process.on('unhandledRejection', onRejection);
+
+  /** Await a start-up step unless a stop arrives first (the step then finishes, or not, on its own). */
+  const unlessStopped = async <T>(p: Promise<T>): Promise<T | undefined> => {
+    const r = await Promise.race([p.then((v) => ({ v })), stopRequested.then(() => undefined)]);
+    return r?.v;
+  };
+
+  const shutdown = async (why: string): Promise<void> => {
+    const deadline = setTimeout(() => {
+      log('error', `stop took longer than ${STOP_BUDGET_MS} ms; exiting now`);
+      process.exit(process.exitCode ?? EXIT_FAILURE);
+    }, STOP_BUDGET_MS);
+    deadline.unref();
+    log('info', parts.runtime ? `${why}: stopping (power to zero)` : `${why}: stopping`);
+    notifier.notify('STOPPING=1');
+    for (const t of Object.values(timers)) clearInterval(t);
+    clearTimeout(timers.reload);
+    watcher?.close();
+    // 1. power to zero and the contactor where the islanding rules want it (the runtime's own stop)
+    if (parts.runtime) await bounded('runtime (power to zero, contactor)', STOP_STEP_MS.runtime, () => parts.runtime!.stop());
+    // 2. everything the last ticks wrote, durably; a store that cannot close (read-only file system) is logged
+    if (parts.store) await bounded('store flush and close', STOP_STEP_MS.store, () => parts.store!.close());
+    // 3. the uplink's goodbye (retained offline) and disconnect
+    if (parts.uplink) await bounded('uplink goodbye', STOP_STEP_MS.uplink, () => parts.uplink!.stop());
+    // 4. simulators, GPIO lines, the status socket
+    if (parts.hw) await bounded('hardware close', STOP_STEP_MS.hardware, () => parts.hw!.close());
+    await bounded('status socket', 500, () => parts.statusServer?.close());
+    notifier.close();
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    process.off('unhandledRejection', onRejection);
+    clearTimeout(deadline);
+    // a connection attempt that never answered (a broker port that does not speak MQTT) may still hold the
+    // event loop: the steps above are done, so leave even then
+    setTimeout(() => process.exit(process.exitCode ?? 0), 500).unref();
+  };
+
+  // ---- config: the file must exist and be valid; otherwise nothing starts (exit 78) ----
   let config: Config;
   try {
-    config = loadConfig(cfgPath);
+    config = await loadConfigFile(cfgPath);
   } catch (e) {
-    log('error', (e as Error).message);
-    process.exitCode = 78; // EX_CONFIG: systemd shows it; nothing was started
+    log('error', e instanceof ConfigError ? e.message : `config ${cfgPath}: ${(e as Error).message}`);
+    log('error', `exit ${EXIT_CONFIG} (bad config): fix ${cfgPath}; systemd does not restart the service for this exit code`);
+    process.exitCode = EXIT_CONFIG;
+    await shutdown('bad config');
     return;
   }
-  mkdirSync(dirname(resolve(config.storage.path)), { recursive: true });
+  if (stopSignal) return shutdown(stopSignal);
 
   const clock = systemClock;
-  let store: Store;
   try {
-    store = openStore(config.storage.path, { timezone: config.timezone, reward: config.reward as RewardSettings, storage: config.storage });
+    await mkdir(dirname(resolve(config.storage.path)), { recursive: true });
+    parts.store = openStore(config.storage.path, { timezone: config.timezone, reward: config.reward as RewardSettings, storage: config.storage });
   } catch (e) {
-    log('error', `storage ${config.storage.path}: ${(e as Error).message}`);
-    process.exitCode = 1;
+    log('error', `storage ${resolve(config.storage.path)}: ${(e as Error).message}`);
+    process.exitCode = EXIT_FAILURE;
+    await shutdown('storage unavailable');
     return;
   }
-  const hw = await buildHardware(config, clock, (m) => log('info', m));
+  const store = parts.store;
+
+  try {
+    const hw = await unlessStopped(buildHardware(config, clock, (m) => log('info', m), opts.build));
+    if (!hw) return shutdown(stopSignal ?? 'stop');
+    parts.hw = hw;
+  } catch (e) {
+    const msg = (e as Error)?.message ?? String(e);
+    log('error', `cannot start the hardware: ${msg}${/EADDRINUSE/.test(msg) ? ' (another wallbox or simulator is running? stop it, or choose another simulation.servePort)' : ''}`);
+    process.exitCode = /ConfigError/.test((e as Error)?.name ?? '') ? EXIT_CONFIG : EXIT_FAILURE;
+    await shutdown('start-up failed');
+    return;
+  }
+  const hw = parts.hw;
   for (const line of hw.describe) log('info', line);
 
-  let runtime: Runtime | undefined;
   const uplinkLog = { info: (_o: object, m: string) => log('info', `uplink: ${m}`), warn: (o: object, m: string) => log('warn', `uplink: ${m} ${JSON.stringify(o)}`), error: (o: object, m: string) => log('error', `uplink: ${m} ${JSON.stringify(o)}`) };
+  let runtime: Runtime | undefined;
   const uplink: Uplink | undefined = config.uplink.url
     ? createUplink({ config, outbox: store.outbox, clock, log: uplinkLog, version: VERSION, onCommand: (cmd) => runtime?.submit(cmd) })
     : undefined;
+  parts.uplink = uplink;
 
   runtime = new Runtime({
     ports: hw.ports,
@@ -95,92 +228,128 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     version: VERSION,
   });
   const rt = runtime;
+  parts.runtime = rt;
 
-  process.on('unhandledRejection', (reason) => log('error', `unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}`));
+  // ports opened and the first plan applied (a port that cannot open leaves the runtime in fault, retrying)
+  await unlessStopped(rt.start().catch((e) => log('error', `runtime start: ${(e as Error)?.message ?? String(e)}`)));
+  if (stopSignal) return shutdown(stopSignal);
+  // the uplink connects in the background; start() does not wait for a broker
+  void uplink?.start().catch((e) => log('error', `uplink: ${(e as Error)?.message ?? String(e)}`));
 
-  await rt.start();
-  await uplink?.start();
+  // ---- reload: SIGHUP, file changes, `wallbox config set` through the status socket ----
+  let running = config;
+  let lastRestartNote = '';
+  const rewardLive = typeof (store as unknown as { setReward?: unknown }).setReward === 'function';
+  interface ReloadResult { ok: boolean; applied: string[]; restartNeeded: string[]; problems?: string[] }
+  let reloadChain: Promise<unknown> = Promise.resolve();
+  const reload = (why: string): Promise<ReloadResult> => {
+    const r = reloadChain.then(() => reloadNow(why));
+    reloadChain = r.catch(() => {});
+    return r;
+  };
+  const reloadNow = async (why: string): Promise<ReloadResult> => {
+    let next: Config;
+    try {
+      next = await loadConfigFile(cfgPath);
+    } catch (e) {
+      const problems = e instanceof ConfigError ? e.problems : [(e as Error).message];
+      rt.emit({ kind: 'config', severity: 'warning', message: `config ${cfgPath} refused (${why}), keeping the last good one: ${problems.join('; ')}` });
+      return { ok: false, applied: [], restartNeeded: [], problems };
+    }
+    try {
+      const changed = changedKeys(running, next);
+      const { live, restart } = classifyChanges(changed, running, { uplinkRunning: uplink !== undefined, rewardLive });
+      let applied = live;
+      const restartNeeded = [...restart];
+      if (live.some((k) => k.startsWith('uplink.')) && uplink) {
+        const u = uplink.reconfigure(next.uplink);
+        const refused = u.restartNeeded.map((k) => `uplink.${k}`);
+        restartNeeded.push(...refused.filter((k) => !restartNeeded.includes(k)));
+        applied = applied.filter((k) => !refused.includes(k));
+      }
+      if (applied.some((k) => k.startsWith('reward.')) && rewardLive)
+        (store as unknown as { setReward(r: RewardSettings): void }).setReward(next.reward as RewardSettings);
+      running = effectiveConfig(running, next, restartNeeded);
+      config = running;
+      if (applied.length) rt.applyConfig(running);
+      const note = restartNeeded.join(', ');
+      if (restartNeeded.length && note !== lastRestartNote)
+        rt.emit({ kind: 'config', severity: 'warning', message: `config changes that take effect only after a restart (systemctl restart wallbox): ${note}` });
+      lastRestartNote = note;
+      log('info', applied.length ? `config reloaded (${why}): applied ${applied.join(', ')}` : `config reloaded (${why}): nothing to apply`);
+      return { ok: true, applied, restartNeeded };
+    } catch (e) {
+      // the loop must not die of a reload: keep what runs and say so
+      rt.emit({ kind: 'config', severity: 'warning', message: `config reload (${why}) failed, keeping the last good one: ${(e as Error)?.message ?? String(e)}` });
+      return { ok: false, applied: [], restartNeeded: [], problems: [(e as Error)?.message ?? String(e)] };
+    }
+  };
 
   const socketPath = statusSocketPath(config.storage.path);
-  let statusServer: Awaited<ReturnType<typeof serveStatus>> | undefined;
   try {
-    statusServer = await serveStatus(socketPath, (req) => {
+    parts.statusServer = await serveStatus(socketPath, async (req) => {
       if (req.cmd === 'status') {
-        const totals = store.totals(clock.nowMs());
-        return { ...rt.status(), deviceId: config.deviceId, version: VERSION, uplink: uplink ? { connected: uplink.connected(), outbox: store.outbox.size() } : null, totals };
+        let totals: unknown = null;
+        try {
+          totals = store.totals(clock.nowMs());
+        } catch (e) {
+          totals = { error: (e as Error).message };
+        }
+        const faults = [hw.ports.inverter, hw.ports.vehicle, hw.ports.gridSense, hw.ports.relays, hw.ports.estop]
+          .map((p) => (p ? p.state().fault : undefined))
+          .filter((f): f is NonNullable<typeof f> => f !== undefined)
+          .map((f) => f.message);
+        return {
+          ...rt.status(), deviceId: running.deviceId, version: VERSION, faults,
+          uplink: uplink ? { connected: uplink.connected(), outbox: store.outbox.size() } : null, totals,
+          config: { path: cfgPath, restartNeeded: lastRestartNote ? lastRestartNote.split(', ') : [] },
+        };
       }
+      if (req.cmd === 'reload') return reload('wallbox config set');
       return { error: `unknown request ${JSON.stringify(req.cmd)}` };
     });
   } catch (e) {
     log('warn', `status socket not available: ${(e as Error).message}`);
   }
 
-  // config reload: SIGHUP and file changes; an invalid file is refused and the last good config stays
-  const reload = (why: string) => {
-    try {
-      const next = loadConfig(cfgPath);
-      config = next;
-      rt.applyConfig(next);
-      const u = uplink?.reconfigure(next.uplink);
-      if (u?.restartNeeded.length) rt.emit({ kind: 'config', severity: 'warning', message: `uplink changes that take effect after a restart: ${u.restartNeeded.join(', ')}` });
-      log('info', `config reloaded (${why})`);
-    } catch (e) {
-      const problems = e instanceof ConfigError ? e.problems.join('; ') : (e as Error).message;
-      rt.emit({ kind: 'config', severity: 'warning', message: `config refused, keeping the last good one: ${problems}` });
-    }
-  };
-  let watcher: FSWatcher | undefined;
-  let reloadTimer: NodeJS.Timeout | undefined;
   const watchConfig = () => {
     try {
       watcher = watch(dirname(cfgPath), (_event, name) => {
         if (name && resolve(dirname(cfgPath), name.toString()) !== cfgPath) return;
-        clearTimeout(reloadTimer);
-        reloadTimer = setTimeout(() => reload('file changed'), 200);
+        clearTimeout(timers.reload);
+        timers.reload = setTimeout(() => void reload('file changed'), 200);
       });
       watcher.on('error', () => {});
     } catch {
-      // no directory to watch yet: SIGHUP still works
+      // no directory to watch: SIGHUP still works
     }
   };
   watchConfig();
-  process.on('SIGHUP', () => reload('SIGHUP'));
+  const onHup = () => void reload('SIGHUP');
+  process.on('SIGHUP', onHup);
 
-  let statusTimer: NodeJS.Timeout | undefined;
-  if (opts.statusLines) statusTimer = setInterval(() => process.stdout.write(statusLine(rt.status()) + '\n'), 1000);
+  if (opts.statusLines) timers.status = setInterval(() => process.stdout.write(statusLine(rt.status()) + '\n'), 1000);
 
   // the watchdog is fed only while the control loop is really ticking
-  let lastTicks = -1;
   const watchdogUs = Number(env.WATCHDOG_USEC ?? 0);
-  const watchdogTimer = watchdogUs > 0
-    ? setInterval(() => {
-        const t = rt.status().ticks;
-        if (t !== lastTicks) sdNotify(env, 'WATCHDOG=1');
-        lastTicks = t;
-      }, Math.max(1000, watchdogUs / 2000))
-    : undefined;
-  sdNotify(env, 'READY=1');
+  if (notifier.enabled && Number.isFinite(watchdogUs) && watchdogUs > 0) {
+    const gate = new WatchdogGate();
+    timers.watchdog = setInterval(() => {
+      if (gate.shouldPing(rt.status().ticks)) notifier.notify('WATCHDOG=1');
+    }, Math.max(200, Math.floor(watchdogUs / 2000)));
+  }
+  let lastSdStatus = '';
+  const sendSdStatus = () => {
+    const line = systemdStatus(rt.status());
+    if (line !== lastSdStatus) notifier.notify(statusMessage(line));
+    lastSdStatus = line;
+  };
+  if (notifier.enabled) timers.sdStatus = setInterval(sendSdStatus, 5000);
+  // READY only now: ports opened (or in fault with the cause), the first safe plan applied, status served
+  notifier.notify(`READY=1\n${statusMessage(systemdStatus(rt.status()))}`);
   log('info', `wallbox ${VERSION} running as ${config.deviceId}; config ${cfgPath}`);
 
-  await new Promise<void>((resolveStop) => {
-    let stopping = false;
-    const stop = async (sig: string) => {
-      if (stopping) return;
-      stopping = true;
-      log('info', `${sig}: stopping (power to zero)`);
-      sdNotify(env, 'STOPPING=1');
-      clearInterval(statusTimer);
-      clearInterval(watchdogTimer);
-      clearTimeout(reloadTimer);
-      watcher?.close();
-      statusServer?.close();
-      await uplink?.stop();
-      await rt.stop();
-      await hw.close();
-      store.close();
-      resolveStop();
-    };
-    process.once('SIGTERM', () => void stop('SIGTERM'));
-    process.once('SIGINT', () => void stop('SIGINT'));
-  });
+  await stopRequested;
+  process.off('SIGHUP', onHup);
+  await shutdown(stopSignal ?? 'stop');
 }

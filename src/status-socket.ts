@@ -10,7 +10,7 @@ export function statusSocketPath(storagePath: string): string {
   return join(dirname(resolve(storagePath)), 'wallbox.sock');
 }
 
-export async function serveStatus(path: string, answer: (request: { cmd?: unknown }) => unknown): Promise<Server> {
+export async function serveStatus(path: string, answer: (request: { cmd?: unknown }) => unknown | Promise<unknown>): Promise<Server> {
   // a socket file left by a killed daemon would make listen() fail
   if (existsSync(path)) {
     const alive = await new Promise<boolean>((res) => {
@@ -34,13 +34,13 @@ export async function serveStatus(path: string, answer: (request: { cmd?: unknow
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        let reply: unknown;
-        try {
-          reply = answer(JSON.parse(line) as { cmd?: unknown });
-        } catch (e) {
-          reply = { error: (e as Error).message };
-        }
-        sock.write(JSON.stringify(reply) + '\n');
+        // answers may be async (a reload reads the config file); a failing one is an error reply, never a rejection
+        void Promise.resolve()
+          .then(() => answer(JSON.parse(line) as { cmd?: unknown }))
+          .catch((e: unknown) => ({ error: (e as Error)?.message ?? String(e) }))
+          .then((reply) => {
+            if (!sock.destroyed) sock.write(JSON.stringify(reply) + '\n');
+          });
       }
     });
     sock.on('error', () => {});

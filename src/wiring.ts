@@ -2,13 +2,14 @@
  * Chooses the drivers named in the config and builds the ports; simulated hardware comes from one
  * simulated home so the inverter, the car and the GPIO lines agree with each other.
  */
-import type { Clock, Ports } from '../hal/ports.ts';
+import type { Clock, EStopPort, EStopState, GridSensePort, GridSenseState, Ports, PortFault, RelayPort, RelayState, Unsubscribe } from '../hal/ports.ts';
 import { SimSite } from '../hal/sim/site.ts';
 import { createSunspecInverter } from '../hal/inverter/sunspec/index.ts';
 import { startSimSunspecServer } from '../hal/sim/sunspec-server.ts';
 import { EverestVehicleLink, everestOptionsFromConfig } from '../hal/vehicle/everest.ts';
 import { startSimEverestBridge } from '../hal/sim/everest-bridge.ts';
-import { openGpioPorts } from '../hal/gpio/onoff.ts';
+import { openGpioPorts, type GpioFactory } from '../hal/gpio/onoff.ts';
+import type { GpioPorts } from '../hal/gpio/wiring.ts';
 import type { Config } from './config/types.ts';
 
 export interface Hardware {
@@ -45,9 +46,34 @@ export function simulatedSite(c: Config, clock: Clock): SimSite {
   });
 }
 
-export async function buildHardware(c: Config, clock: Clock, log: (msg: string) => void): Promise<Hardware> {
-  const site = needsSimulation(c) ? simulatedSite(c, clock) : undefined;
+export interface BuildOptions {
+  /** Replaces onoff's Gpio constructor (a stand-in for a line that is busy or not permitted, in tests). */
+  gpioFactory?: GpioFactory;
+}
+
+/**
+ * Build the ports the config names. A driver that cannot be built (a simulator whose port is taken, a bad
+ * section) rejects, after everything already started has been closed, so the process can exit instead of
+ * hanging on a timer; GPIO lines that cannot be claimed do not reject: see {@link deferredGpio}.
+ */
+export async function buildHardware(c: Config, clock: Clock, log: (msg: string) => void, opts: BuildOptions = {}): Promise<Hardware> {
   const closers: (() => Promise<void> | void)[] = [];
+  try {
+    return await build(c, clock, log, opts, closers);
+  } catch (e) {
+    for (const fn of closers.reverse()) {
+      try {
+        await fn();
+      } catch {
+        // keep closing the rest; the build error is the one to report
+      }
+    }
+    throw e;
+  }
+}
+
+async function build(c: Config, clock: Clock, log: (msg: string) => void, opts: BuildOptions, closers: (() => Promise<void> | void)[]): Promise<Hardware> {
+  const site = needsSimulation(c) ? simulatedSite(c, clock) : undefined;
   const describe: string[] = [];
   const simPorts = site?.ports();
   if (site) {
@@ -109,11 +135,11 @@ export async function buildHardware(c: Config, clock: Clock, log: (msg: string) 
       describe.push('gpio: none (no grid sense, contactor or load shedding: backup disabled)');
       break;
     case 'onoff': {
-      const g = openGpioPorts(c.gpio, clock);
+      const g = deferredGpio(c, clock, opts.gpioFactory);
       gpio = { gridSense: g.gridSense, relays: g.relays, estop: g.estop };
       statusLed = g.statusLed;
       closers.push(() => g.close());
-      describe.push('gpio: board lines through onoff');
+      describe.push(`gpio: board lines through onoff${g.claimError ? ` (not claimed yet: ${g.claimError})` : ''}`);
       break;
     }
   }
@@ -127,4 +153,116 @@ export async function buildHardware(c: Config, clock: Clock, log: (msg: string) 
       for (const fn of closers.reverse()) await fn();
     },
   };
+}
+
+/**
+ * GPIO ports that survive lines that cannot be claimed at start (busy, not permitted, not exported yet).
+ * onoff claims a line when it is constructed, so a busy line would otherwise throw out of the build and end
+ * the process; under `Restart=always` that is a restart loop with the contactor line unowned. Instead each
+ * wired role gets a port whose `open()` claims the lines (all of them, once) and rejects with the cause while
+ * it cannot: the runtime reports that as a fault, stays in its safe state and retries the open. Until the
+ * lines are claimed the ports report a fault and command nothing: the contactor coil is not driven, which
+ * on the wiring docs/gpio.md describes leaves it open (de-energised), the safe side of invariant 5.
+ */
+export function deferredGpio(c: Config, clock: Clock, gpioFactory?: GpioFactory): {
+  gridSense?: GridSensePort; relays?: RelayPort; estop?: EStopPort; statusLed?: Hardware['statusLed']; claimError?: string; close(): Promise<void>;
+} {
+  let real: GpioPorts | undefined;
+  let lastError: string | undefined;
+  let sinceMs = clock.nowMs();
+  let closed = false;
+  const claim = (): GpioPorts => {
+    if (real) return real;
+    if (closed) throw new Error('GPIO ports are closed');
+    try {
+      real = openGpioPorts(c.gpio, clock, { gpioFactory });
+      lastError = undefined;
+      return real;
+    } catch (e) {
+      lastError = (e as Error)?.message ?? String(e);
+      throw e;
+    }
+  };
+  try {
+    claim();
+  } catch {
+    sinceMs = clock.nowMs();
+  }
+  const fault = (): PortFault => ({ code: 'open_failed', message: lastError ?? 'GPIO lines not claimed yet', sinceMs });
+  const g = c.gpio as Record<string, unknown>;
+
+  function deferred<P extends GridSensePort | RelayPort | EStopPort>(pick: (r: GpioPorts) => P | undefined): { port: () => P | undefined; listeners: Set<() => void>; attached: Map<() => void, Unsubscribe>; open(): Promise<void> } {
+    const listeners = new Set<() => void>();
+    const attached = new Map<() => void, Unsubscribe>();
+    let opened = false;
+    return {
+      port: () => (real && opened ? pick(real) : undefined),
+      listeners,
+      attached,
+      async open() {
+        const p = pick(claim());
+        if (!p) throw new Error('GPIO wiring has no line for this role');
+        await p.open();
+        opened = true;
+        for (const l of listeners) if (!attached.has(l)) attached.set(l, p.onChange(l));
+      },
+    };
+  }
+  const onChange = (d: { port: () => unknown; listeners: Set<() => void>; attached: Map<() => void, Unsubscribe> }, listener: () => void): Unsubscribe => {
+    d.listeners.add(listener);
+    const p = d.port() as { onChange(l: () => void): Unsubscribe } | undefined;
+    if (p) d.attached.set(listener, p.onChange(listener));
+    return () => {
+      d.listeners.delete(listener);
+      d.attached.get(listener)?.();
+      d.attached.delete(listener);
+    };
+  };
+
+  const out: ReturnType<typeof deferredGpio> = {
+    claimError: lastError,
+    async close() {
+      closed = true;
+      const r = real;
+      real = undefined;
+      await r?.close();
+    },
+  };
+  if (g.gridSense !== undefined) {
+    const d = deferred((r) => r.gridSense);
+    out.gridSense = {
+      kind: 'grid-sense',
+      open: () => d.open(),
+      state: (): GridSenseState => d.port()?.state() ?? { fault: fault() },
+      close: async () => d.port()?.close(),
+      onChange: (l) => onChange(d, l),
+    };
+  }
+  if (g.contactor !== undefined) {
+    const d = deferred((r) => r.relays);
+    out.relays = {
+      kind: 'relays',
+      open: () => d.open(),
+      state: (): RelayState => d.port()?.state() ?? { contactorCommandClosed: false, loadTiersOn: [], fault: fault() },
+      // unclaimed: no line to drive, nothing is commanded (ports never reject after open; this one never opened)
+      setContactor: async (closedWanted) => d.port()?.setContactor(closedWanted),
+      setLoadTier: async (i, on) => d.port()?.setLoadTier(i, on),
+      close: async () => d.port()?.close(),
+      onChange: (l) => onChange(d, l),
+    };
+  }
+  if (g.estop !== undefined) {
+    const d = deferred((r) => r.estop);
+    out.estop = {
+      kind: 'estop',
+      open: () => d.open(),
+      // unknown is not released: an e-stop that cannot be read counts as pressed (zero power, fault), and
+      // the fault names the line that could not be claimed
+      state: (): EStopState => d.port()?.state() ?? { pressed: true, fault: fault() },
+      close: async () => d.port()?.close(),
+      onChange: (l) => onChange(d, l),
+    };
+  }
+  if (g.statusLed !== undefined) out.statusLed = { setStatus: (st) => real?.statusLed?.setStatus(st) };
+  return out;
 }

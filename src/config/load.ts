@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync, renameSync, existsSync, openSync, fsyncSync, closeSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, renameSync, existsSync, openSync, fsyncSync, closeSync, mkdirSync, fstatSync, readSync } from 'node:fs';
+import { open as openAsync } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
@@ -53,7 +54,11 @@ export function mergeConfig(base: Json, override: Json): Json {
   if (override === undefined) return base;
   if (isPlainObject(base) && isPlainObject(override)) {
     const out: { [k: string]: Json } = { ...base };
-    for (const [k, v] of Object.entries(override)) out[k] = k in base ? mergeConfig(base[k], v) : v;
+    for (const [k, v] of Object.entries(override)) {
+      // never through the prototype: structuralProblems refuses these keys, this keeps merge safe on its own
+      if (FORBIDDEN_KEYS.has(k)) continue;
+      out[k] = Object.hasOwn(base, k) ? mergeConfig(base[k], v) : v;
+    }
     return out;
   }
   return override;
@@ -91,6 +96,8 @@ export function semanticProblems(c: Config): string[] {
 
 /** Validate a merged config object; returns it typed or throws ConfigError listing every problem. */
 export function validateConfig(candidate: unknown, source = '(config)'): Config {
+  const structural = structuralProblems(candidate);
+  if (structural.length) throw new ConfigError(structural, source);
   const validate = schemaValidator();
   if (!validate(candidate)) {
     const problems = [...new Set((validate.errors ?? []).map(describe))];
@@ -101,18 +108,123 @@ export function validateConfig(candidate: unknown, source = '(config)'): Config 
   return candidate as Config;
 }
 
-function readJson(path: string): Json {
-  let text: string;
+/**
+ * A config file larger than this is refused unread: a real one is a few kilobytes, and a file that is not
+ * one (a symlink to /dev/zero, a log written to the wrong path) must not fill the memory of the board.
+ */
+export const MAX_CONFIG_BYTES = 256 * 1024;
+/** Longest string value accepted anywhere in a config (PEM keys inline are the longest real ones). */
+export const MAX_CONFIG_STRING = 8192;
+/** Deepest nesting accepted (the schema's deepest path is 4). */
+const MAX_CONFIG_DEPTH = 8;
+/** Keys that would reach an object's prototype when merged or set: refused wherever they appear. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+function notRegularFile(path: string, what: string): ConfigError {
+  return new ConfigError([`not a regular file (${what}): a config must be a plain JSON file`], path);
+}
+
+/** Read a config file synchronously (the CLI), bounded to MAX_CONFIG_BYTES and to regular files. */
+export function readConfigText(path: string): string {
+  let fd: number;
   try {
-    text = readFileSync(path, 'utf8');
+    fd = openSync(path, 'r');
   } catch (e) {
     throw new ConfigError([`cannot read file: ${(e as Error).message}`], path);
   }
   try {
-    return JSON.parse(text) as Json;
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw notRegularFile(path, st.isCharacterDevice() ? 'a character device' : st.isDirectory() ? 'a directory' : 'a special file');
+    if (st.size > MAX_CONFIG_BYTES) throw new ConfigError([`file is ${st.size} bytes, larger than the ${MAX_CONFIG_BYTES} a config may be`], path);
+    // read at most one byte more than the cap: a file growing while read is caught too
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const r = readSync(fd, buf, n, buf.length - n, null);
+      if (r === 0) break;
+      n += r;
+      if (n > MAX_CONFIG_BYTES) throw new ConfigError([`file is larger than the ${MAX_CONFIG_BYTES} bytes a config may be`], path);
+    }
+    return buf.subarray(0, n).toString('utf8');
   } catch (e) {
-    throw new ConfigError([`not valid JSON: ${(e as Error).message}`], path);
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError([`cannot read file: ${(e as Error).message}`], path);
+  } finally {
+    closeSync(fd);
   }
+}
+
+/** The same, without blocking the event loop (the daemon: the control loop keeps ticking while it reads). */
+export async function readConfigTextAsync(path: string): Promise<string> {
+  let fh: Awaited<ReturnType<typeof openAsync>>;
+  try {
+    fh = await openAsync(path, 'r');
+  } catch (e) {
+    throw new ConfigError([`cannot read file: ${(e as Error).message}`], path);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw notRegularFile(path, st.isCharacterDevice() ? 'a character device' : st.isDirectory() ? 'a directory' : 'a special file');
+    if (st.size > MAX_CONFIG_BYTES) throw new ConfigError([`file is ${st.size} bytes, larger than the ${MAX_CONFIG_BYTES} a config may be`], path);
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, null);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+      if (n > MAX_CONFIG_BYTES) throw new ConfigError([`file is larger than the ${MAX_CONFIG_BYTES} bytes a config may be`], path);
+    }
+    return buf.subarray(0, n).toString('utf8');
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError([`cannot read file: ${(e as Error).message}`], path);
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
+
+/**
+ * Problems no schema keyword catches: keys that reach a prototype, numbers JSON.parse turned into
+ * Infinity (`1e400`), strings long enough to break what they feed (a 70,000-character MQTT user name),
+ * nesting without end. Each problem names its key.
+ */
+export function structuralProblems(v: unknown, at = '', depth = 0): string[] {
+  const here = at || '(root)';
+  if (typeof v === 'number') return Number.isFinite(v) ? [] : [`${here}: must be a finite number`];
+  if (typeof v === 'string') return v.length > MAX_CONFIG_STRING ? [`${here}: longer than ${MAX_CONFIG_STRING} characters (${v.length})`] : [];
+  if (v === null || typeof v !== 'object') return [];
+  if (depth >= MAX_CONFIG_DEPTH) return [`${here}: nested deeper than ${MAX_CONFIG_DEPTH} levels`];
+  const out: string[] = [];
+  if (Array.isArray(v)) {
+    v.forEach((item, i) => out.push(...structuralProblems(item, `${at}[${i}]`, depth + 1)));
+    return out;
+  }
+  for (const k of Object.keys(v)) {
+    const path = at ? `${at}.${k}` : k;
+    if (FORBIDDEN_KEYS.has(k)) {
+      out.push(`${path}: "${k}" is not allowed as a key`);
+      continue;
+    }
+    out.push(...structuralProblems((v as Record<string, unknown>)[k], path, depth + 1));
+  }
+  return out;
+}
+
+/** Parse config text; JSON errors and structural problems are ConfigErrors naming `source`. */
+export function parseConfigText(text: string, source: string): Json {
+  let v: Json;
+  try {
+    v = JSON.parse(text) as Json;
+  } catch (e) {
+    throw new ConfigError([`not valid JSON: ${(e as Error).message}`], source);
+  }
+  const problems = structuralProblems(v);
+  if (problems.length) throw new ConfigError(problems, source);
+  return v;
+}
+
+function readJson(path: string): Json {
+  return parseConfigText(readConfigText(path), path);
 }
 
 export function defaultConfigJson(): Json {
@@ -141,29 +253,56 @@ export function loadConfig(localPath: string | null = localConfigPath(), extra?:
   return validateConfig(merged, source);
 }
 
+/**
+ * The daemon's loader: the file must exist (a missing file is an error naming the path, never a silent
+ * fall-back to the built-in defaults), is read without blocking the loop and bounded in size, and is merged
+ * over the defaults and validated like {@link loadConfig}.
+ */
+export async function loadConfigFile(path: string): Promise<Config> {
+  const local = parseConfigText(await readConfigTextAsync(path), path);
+  if (!isPlainObject(local)) throw new ConfigError(['(root): must be a JSON object'], path);
+  return validateConfig(mergeConfig(defaultConfigJson(), local), path);
+}
+
 /** Parse a CLI value: JSON when it parses (numbers, booleans, null, objects), a plain string otherwise. */
 export function parseConfigValue(text: string): Json {
+  let v: Json;
   try {
-    return JSON.parse(text) as Json;
+    v = JSON.parse(text) as Json;
   } catch {
     return text;
   }
+  // `1e400` parses to Infinity, which JSON.stringify would write as null: refuse it here, naming the value
+  const problems = structuralProblems(v, '(value)');
+  if (problems.length) throw new ConfigError(problems, 'command line');
+  return v;
 }
 
 export function getKey(obj: unknown, key: string): unknown {
   let cur: unknown = obj;
   for (const part of key.split('.')) {
-    if (!isPlainObject(cur) || !(part in cur)) return undefined;
+    if (!isPlainObject(cur) || !Object.hasOwn(cur, part)) return undefined;
     cur = cur[part];
   }
   return cur;
+}
+
+/** Problems with a dotted key itself, before anything is looked up or written with it. */
+export function keyProblems(key: string): string[] {
+  if (key.length === 0 || key.length > 256) return [`${key.slice(0, 64) || '(empty)'}: a key is 1 to 256 characters`];
+  const parts = key.split('.');
+  if (parts.some((p) => p === '')) return [`${key}: empty part in the dotted key`];
+  const bad = parts.find((p) => FORBIDDEN_KEYS.has(p));
+  if (bad) return [`${key}: "${bad}" is not allowed as a key`];
+  return [];
 }
 
 function setKey(obj: { [k: string]: Json }, key: string, value: Json): void {
   const parts = key.split('.');
   let cur = obj;
   for (const part of parts.slice(0, -1)) {
-    if (!isPlainObject(cur[part])) cur[part] = {};
+    if (FORBIDDEN_KEYS.has(part)) throw new Error(`"${part}" is not allowed as a key`);
+    if (!Object.hasOwn(cur, part) || !isPlainObject(cur[part])) cur[part] = {};
     cur = cur[part] as { [k: string]: Json };
   }
   cur[parts[parts.length - 1]] = value;
@@ -188,6 +327,8 @@ export function writeFileAtomic(path: string, content: string): void {
  * replaced (atomically) when the result is valid. Returns the new merged config.
  */
 export function setLocalKey(localPath: string, key: string, value: Json): Config {
+  const kp = keyProblems(key);
+  if (kp.length) throw new ConfigError(kp, localPath);
   if (getKey(defaultConfigJson(), key) === undefined && !key.startsWith('simulation.') && !/^(inverter|vehicleLink|gpio|uplink|storage|reward)\./.test(key))
     throw new ConfigError([`${key}: unknown key`], localPath);
   const local = localPath && existsSync(localPath) ? readJson(localPath) : {};
