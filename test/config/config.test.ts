@@ -90,3 +90,58 @@ describe('shipped config files', () => {
     assert.equal(c.vehicleLink.driver, 'everest');
   });
 });
+
+describe('config: hostile files and values (issue 10)', () => {
+  test('a config that is a symlink to /dev/zero is refused without reading it', async () => {
+    const { symlinkSync } = await import('node:fs');
+    const { loadConfigFile } = await import('../../src/config/load.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'wallbox-cfg-'));
+    const p = join(dir, 'local.json');
+    symlinkSync('/dev/zero', p);
+    assert.throws(() => loadConfig(p), /not a regular file \(a character device\)/);
+    await assert.rejects(loadConfigFile(p), /not a regular file \(a character device\)/);
+  });
+
+  test('a config larger than the cap is refused, naming its size', async () => {
+    const { MAX_CONFIG_BYTES, loadConfigFile } = await import('../../src/config/load.ts');
+    const p = tmpConfig(`{"deviceId":"x","pad":"${'a'.repeat(MAX_CONFIG_BYTES)}"}`);
+    assert.throws(() => loadConfig(p), /file is \d+ bytes, larger than the 262144/);
+    await assert.rejects(loadConfigFile(p), /larger than the 262144/);
+  });
+
+  test('a missing file is an error naming the path for the daemon loader', async () => {
+    const { loadConfigFile } = await import('../../src/config/load.ts');
+    const p = join(mkdtempSync(join(tmpdir(), 'wallbox-cfg-')), 'gone.json');
+    await assert.rejects(loadConfigFile(p), (e: Error) => e.message.includes(p) && /ENOENT/.test(e.message));
+  });
+
+  test('__proto__, constructor and prototype keys are refused in files and never reach Object.prototype', () => {
+    const problems = problemsOf('{"simulation":{"__proto__":{"polluted":1}}}');
+    assert.ok(problems.some((p) => /^simulation\.__proto__: "__proto__" is not allowed as a key$/.test(p)), JSON.stringify(problems));
+    assert.ok(problemsOf('{"vehicle":{"constructor":{"x":1}}}').some((p) => /vehicle\.constructor/.test(p)));
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
+  test('config set: a key through __proto__ is refused and Object.prototype stays clean', () => {
+    const p = tmpConfig('{}\n');
+    assert.throws(() => setLocalKey(p, 'simulation.__proto__.polluted', 1), /"__proto__" is not allowed as a key/);
+    assert.throws(() => setLocalKey(p, 'constructor.prototype.polluted', 1), /not allowed as a key/);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.equal(readFileSync(p, 'utf8'), '{}\n');
+  });
+
+  test('1e400 and other non-finite numbers are refused, not written as null', async () => {
+    const { parseConfigValue } = await import('../../src/config/load.ts');
+    assert.throws(() => parseConfigValue('1e400'), /\(value\): must be a finite number/);
+    assert.throws(() => parseConfigValue('-1e400'), /must be a finite number/);
+    assert.ok(problemsOf('{"vehicle":{"dischargeFloorPct":1e400}}').some((p) => p === 'vehicle.dischargeFloorPct: must be a finite number'));
+  });
+
+  test('overlong strings are refused naming the key (a 70,000-character user name, a 120,000-character host)', async () => {
+    const { parseConfigValue } = await import('../../src/config/load.ts');
+    const p = tmpConfig('{}\n');
+    assert.throws(() => setLocalKey(p, 'uplink.username', parseConfigValue('u'.repeat(70_000))), /uplink\.username: longer than/);
+    assert.throws(() => setLocalKey(p, 'inverter.modbus.host', parseConfigValue('h'.repeat(120_000))), /inverter\.modbus\.host: longer than/);
+    assert.equal(readFileSync(p, 'utf8'), '{}\n');
+  });
+});
