@@ -7,7 +7,7 @@
  * checkpoint carries the same energy more cheaply, and the ledger is the authority once settled.
  */
 import { TERMINAL_STATUSES, type DispatchRecord, type DispatchStatus } from '../control/types.ts';
-import type { Db } from './db.ts';
+import { stmt, type Db } from './db.ts';
 
 const STATUSES: ReadonlySet<string> = new Set(['accepted', 'rejected', 'active', 'curtailed', 'completed', 'cancelled', 'superseded', 'expired']);
 const ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -27,7 +27,7 @@ export function checkRecord(r: DispatchRecord): void {
 }
 
 export function upsertDispatch(db: Db, r: DispatchRecord, nowMs: number): void {
-  db.prepare(`
+  stmt(db, `
     INSERT INTO dispatches(id, status, receivedMs, startMs, endMs, startedMs, endedMs, exportedWh, importedWh, carSideWh, record, updatedMs)
     VALUES (@id, @status, @receivedMs, @startMs, @endMs, @startedMs, @endedMs, @exportedWh, @importedWh, @carSideWh, @record, @updatedMs)
     ON CONFLICT(id) DO UPDATE SET status = excluded.status, receivedMs = excluded.receivedMs, startMs = excluded.startMs, endMs = excluded.endMs,
@@ -39,11 +39,11 @@ export function upsertDispatch(db: Db, r: DispatchRecord, nowMs: number): void {
 }
 
 export function insertStatus(db: Db, id: string, status: DispatchStatus | string, reason: string | undefined, atMs: number): void {
-  db.prepare('INSERT INTO dispatch_status(dispatchId, status, reason, atMs) VALUES (?, ?, ?, ?)').run(id, status, reason ?? null, atMs);
+  stmt(db, 'INSERT INTO dispatch_status(dispatchId, status, reason, atMs) VALUES (?, ?, ?, ?)').run(id, status, reason ?? null, atMs);
 }
 
 export function storedStatus(db: Db, id: string): string | undefined {
-  return (db.prepare('SELECT status FROM dispatches WHERE id = ?').get(id) as { status: string } | undefined)?.status;
+  return (stmt(db, 'SELECT status FROM dispatches WHERE id = ?').get(id) as { status: string } | undefined)?.status;
 }
 
 export interface StatusChange {
@@ -53,11 +53,11 @@ export interface StatusChange {
 }
 
 export function statusHistory(db: Db, id: string): StatusChange[] {
-  return db.prepare('SELECT status, reason, atMs FROM dispatch_status WHERE dispatchId = ? ORDER BY n').all(id) as StatusChange[];
+  return stmt(db, 'SELECT status, reason, atMs FROM dispatch_status WHERE dispatchId = ? ORDER BY n').all(id) as StatusChange[];
 }
 
 export function loadDispatch(db: Db, id: string): DispatchRecord | undefined {
-  const row = db.prepare('SELECT record FROM dispatches WHERE id = ?').get(id) as { record: string } | undefined;
+  const row = stmt(db, 'SELECT record FROM dispatches WHERE id = ?').get(id) as { record: string } | undefined;
   return row ? (JSON.parse(row.record) as DispatchRecord) : undefined;
 }
 
@@ -66,7 +66,7 @@ export function loadDispatch(db: Db, id: string): DispatchRecord | undefined {
  * or finished but killed between the status write and the settlement.
  */
 export function unsettledDispatches(db: Db): { record: DispatchRecord; updatedMs: number }[] {
-  const rows = db.prepare(`
+  const rows = stmt(db, `
     SELECT d.record, d.updatedMs FROM dispatches d LEFT JOIN ledger l ON l.dispatchId = d.id
     WHERE l.dispatchId IS NULL AND d.status NOT IN ('rejected', 'expired') ORDER BY d.receivedMs`).all() as { record: string; updatedMs: number }[];
   return rows.map((r) => ({ record: JSON.parse(r.record) as DispatchRecord, updatedMs: r.updatedMs }));
@@ -74,4 +74,12 @@ export function unsettledDispatches(db: Db): { record: DispatchRecord; updatedMs
 
 export function isTerminal(status: DispatchStatus): boolean {
   return TERMINAL_STATUSES.has(status);
+}
+
+/** Terminal dispatches updated at or after `sinceMs`, newest first, at most `limit`. */
+export function finishedDispatches(db: Db, sinceMs: number, limit: number): DispatchRecord[] {
+  const rows = stmt(db, `
+    SELECT record FROM dispatches WHERE updatedMs >= ? AND status IN ('rejected', 'completed', 'cancelled', 'superseded', 'expired')
+    ORDER BY updatedMs DESC LIMIT ?`).all(sinceMs, limit) as { record: string }[];
+  return rows.map((r) => JSON.parse(r.record) as DispatchRecord);
 }

@@ -4,7 +4,7 @@
  * exactly when the process dies right after it. Pruned by age and by row count.
  */
 import type { CoreEvent } from '../control/types.ts';
-import type { Db } from './db.ts';
+import { stmt, type Db } from './db.ts';
 
 export interface EventRow {
   n: number;
@@ -28,17 +28,17 @@ export function checkEvent(ev: CoreEvent, atMs: number): void {
 /** Inserts one event (inside the caller's transaction). */
 export function insertEvent(db: Db, ev: CoreEvent, atMs: number): void {
   checkEvent(ev, atMs);
-  db.prepare('INSERT INTO events(atMs, kind, severity, message) VALUES (?, ?, ?, ?)').run(atMs, ev.kind, ev.severity, ev.message.slice(0, MAX_MESSAGE_CHARS));
+  stmt(db, 'INSERT INTO events(atMs, kind, severity, message) VALUES (?, ?, ?, ?)').run(atMs, ev.kind, ev.severity, ev.message.slice(0, MAX_MESSAGE_CHARS));
 }
 
 export function listEvents(db: Db, sinceMs = 0, limit = 1000): EventRow[] {
-  return db.prepare('SELECT * FROM events WHERE atMs >= ? ORDER BY n LIMIT ?').all(sinceMs, limit) as EventRow[];
+  return stmt(db, 'SELECT * FROM events WHERE atMs >= ? ORDER BY n LIMIT ?').all(sinceMs, limit) as EventRow[];
 }
 
 /** Deletes events older than the retention or beyond the newest `maxRows`. Returns rows deleted. */
 export function pruneEvents(db: Db, nowMs: number, retentionDays: number, maxRows: number): number {
-  let n = db.prepare('DELETE FROM events WHERE atMs < ?').run(nowMs - retentionDays * 86_400_000).changes;
-  const newest = db.prepare('SELECT max(n) AS m FROM events').get() as { m: number | null };
-  if (newest.m !== null) n += db.prepare('DELETE FROM events WHERE n <= ?').run(newest.m - maxRows).changes;
+  let n = stmt(db, 'DELETE FROM events WHERE atMs < ?').run(nowMs - retentionDays * 86_400_000).changes;
+  const newest = stmt(db, 'SELECT max(n) AS m FROM events').get() as { m: number | null };
+  if (newest.m !== null) n += stmt(db, 'DELETE FROM events WHERE n <= ?').run(newest.m - maxRows).changes;
   return n;
 }

@@ -13,7 +13,7 @@
  * (reset to zero when it starts) and the store takes their difference.
  */
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import type { Db } from './db.ts';
+import { stmt, type Db } from './db.ts';
 
 export interface StateSample {
   atMs: number;
@@ -136,7 +136,7 @@ export function rollup(samples: HistorySample[], bucketMs: number): Map<number, 
 const ROLLUP_TABLES = { minute: 'history_1m', quarter: 'history_15m' } as const;
 
 function upsertRollups(db: Db, table: string, rows: Iterable<RollupRow>): void {
-  const stmt = db.prepare(`
+  const upsert = stmt(db, `
     INSERT INTO ${table}(bucketMs, samples, powerWSum, powerWMin, powerWMax, setpointWSum, houseLoadWSum, houseLoadSamples, socPctLast, socPctMin, gridDownSamples, importedWh, exportedWh, modeLast)
     VALUES (@bucketMs, @samples, @powerWSum, @powerWMin, @powerWMax, @setpointWSum, @houseLoadWSum, @houseLoadSamples, @socPctLast, @socPctMin, @gridDownSamples, @importedWh, @exportedWh, @modeLast)
     ON CONFLICT(bucketMs) DO UPDATE SET
@@ -153,13 +153,13 @@ function upsertRollups(db: Db, table: string, rows: Iterable<RollupRow>): void {
       importedWh = importedWh + excluded.importedWh,
       exportedWh = exportedWh + excluded.exportedWh,
       modeLast = excluded.modeLast`);
-  for (const r of rows) stmt.run(r);
+  for (const r of rows) upsert.run(r);
 }
 
 /** Writes one batch (inside the caller's transaction). */
 export function writeBatch(db: Db, samples: HistorySample[]): void {
   if (samples.length === 0) return;
-  db.prepare('INSERT INTO history_raw(fromMs, toMs, samples, data) VALUES (?, ?, ?, ?)').run(samples[0].atMs, samples[samples.length - 1].atMs, samples.length, encodeBatch(samples));
+  stmt(db, 'INSERT INTO history_raw(fromMs, toMs, samples, data) VALUES (?, ?, ?, ?)').run(samples[0].atMs, samples[samples.length - 1].atMs, samples.length, encodeBatch(samples));
   upsertRollups(db, ROLLUP_TABLES.minute, rollup(samples, MINUTE_MS).values());
   upsertRollups(db, ROLLUP_TABLES.quarter, rollup(samples, QUARTER_MS).values());
 }
@@ -174,24 +174,24 @@ export interface HistoryRetention {
 export function pruneHistory(db: Db, nowMs: number, r: HistoryRetention): number {
   const day = 86_400_000;
   return (
-    db.prepare('DELETE FROM history_raw WHERE toMs < ?').run(nowMs - r.stateFullRateHours * 3_600_000).changes +
-    db.prepare('DELETE FROM history_1m WHERE bucketMs < ?').run(nowMs - r.minuteRetentionDays * day).changes +
-    db.prepare('DELETE FROM history_15m WHERE bucketMs < ?').run(nowMs - r.retentionDays * day).changes
+    stmt(db, 'DELETE FROM history_raw WHERE toMs < ?').run(nowMs - r.stateFullRateHours * 3_600_000).changes +
+    stmt(db, 'DELETE FROM history_1m WHERE bucketMs < ?').run(nowMs - r.minuteRetentionDays * day).changes +
+    stmt(db, 'DELETE FROM history_15m WHERE bucketMs < ?').run(nowMs - r.retentionDays * day).changes
   );
 }
 
 /** Full-rate samples in [fromMs, toMs] still on disk. */
 export function rawSamples(db: Db, fromMs: number, toMs: number): HistorySample[] {
-  const rows = db.prepare('SELECT data FROM history_raw WHERE toMs >= ? AND fromMs <= ? ORDER BY n').all(fromMs, toMs) as { data: Buffer }[];
+  const rows = stmt(db, 'SELECT data FROM history_raw WHERE toMs >= ? AND fromMs <= ? ORDER BY n').all(fromMs, toMs) as { data: Buffer }[];
   return rows.flatMap((r) => decodeBatch(r.data)).filter((s) => s.atMs >= fromMs && s.atMs <= toMs);
 }
 
 export function rollupRows(db: Db, resolution: 'minute' | 'quarter', fromMs: number, toMs: number): RollupRow[] {
-  return db.prepare(`SELECT * FROM ${ROLLUP_TABLES[resolution]} WHERE bucketMs >= ? AND bucketMs <= ? ORDER BY bucketMs`).all(fromMs, toMs) as RollupRow[];
+  return stmt(db, `SELECT * FROM ${ROLLUP_TABLES[resolution]} WHERE bucketMs >= ? AND bucketMs <= ? ORDER BY bucketMs`).all(fromMs, toMs) as RollupRow[];
 }
 
 /** Energy in the rollups over [fromMs, toMs) at 15-minute resolution. */
 export function historyEnergy(db: Db, fromMs: number, toMs: number): { importedWh: number; exportedWh: number } {
-  const r = db.prepare('SELECT coalesce(sum(importedWh), 0) AS i, coalesce(sum(exportedWh), 0) AS e FROM history_15m WHERE bucketMs >= ? AND bucketMs < ?').get(fromMs, toMs) as { i: number; e: number };
+  const r = stmt(db, 'SELECT coalesce(sum(importedWh), 0) AS i, coalesce(sum(exportedWh), 0) AS e FROM history_15m WHERE bucketMs >= ? AND bucketMs < ?').get(fromMs, toMs) as { i: number; e: number };
   return { importedWh: r.i, exportedWh: r.e };
 }

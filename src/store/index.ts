@@ -6,20 +6,23 @@
  */
 import type { OutboundMessage, QueuedMessage } from '../contract.ts';
 import type { CoreEvent, DispatchRecord } from '../control/types.ts';
-import { openDb, requireDurableCommit, transact, type Db } from './db.ts';
-import { checkRecord, insertStatus, isTerminal, loadDispatch, statusHistory, storedStatus, unsettledDispatches, upsertDispatch, type StatusChange } from './dispatches.ts';
+import { onHealthChange, openDb, probeWritable, requireDurableCommit, setHealthClock, stmt, storageHealth, transact, type Db, type StorageHealth } from './db.ts';
+import { checkRecord, finishedDispatches, insertStatus, isTerminal, loadDispatch, statusHistory, storedStatus, unsettledDispatches, upsertDispatch, type StatusChange } from './dispatches.ts';
 import { checkEvent, insertEvent, listEvents, pruneEvents, type EventRow } from './events.ts';
 import { MINUTE_MS, pruneHistory, rawSamples, rollupRows, SampleDeltas, writeBatch, type HistorySample, type RollupRow, type StateSample } from './history.ts';
-import { completeLedgerMessage, insertLedger, isSettled, ledgerMessage, ledgerRows, type LedgerRow, type NewLedgerRow, type PeriodTotals } from './ledger.ts';
+import { completeLedgerMessage, insertLedger, isSettled, ledgerMessage, ledgerRows, storedLedgerMessage, storeLedgerMessage, type LedgerRow, type NewLedgerRow, type PeriodTotals } from './ledger.ts';
 import { migrate } from './migrations.ts';
 import { readTotals } from './read.ts';
 import { SqliteOutbox } from './outbox.ts';
+import { SqliteReplayGuard } from './replay.ts';
 import { checkTimezone, parseTariff, priceExport, type ExportSlice, type RewardSettings, type Tariff } from './reward.ts';
 
 export { SchemaTooNewError, SCHEMA_VERSION, MIGRATIONS, migrate, schemaVersion } from './migrations.ts';
 export { formatLedgerCsv, formatLedgerTable, ledgerPayload, type LedgerRow, type PeriodTotals } from './ledger.ts';
 export { parseTariff, priceExport, type RewardSettings, type TimeOfDayRate } from './reward.ts';
 export { SqliteOutbox } from './outbox.ts';
+export { SqliteReplayGuard } from './replay.ts';
+export { isStorageError, TransactionLostError, type StorageHealth } from './db.ts';
 export { runLedgerCommand, readStatusTotals } from './ledger-command.ts';
 export { openReadOnly, readTotals } from './read.ts';
 export type { StateSample, HistorySample, RollupRow } from './history.ts';
@@ -63,6 +66,13 @@ export interface StoreOptions {
   storage?: Partial<StorageSettings> & Record<string, unknown>;
   /** Seq numbers reserved per durable write (tests use small blocks to exercise reservation). */
   seqBlock?: number;
+  /**
+   * Clock for the storage fault's `sinceMs` and the probe interval (the runtime passes its monotonic
+   * reading; default `Date.now`).
+   */
+  nowMs?: () => number;
+  /** While the store cannot write, `health()` tries a write this often, s (default 30). */
+  probeIntervalS?: number;
 }
 
 /** Running energy of an open dispatch, as the runtime tracks it between ticks. */
@@ -126,11 +136,14 @@ export function storageSettings(s: Partial<StorageSettings> & Record<string, unk
   return out;
 }
 
-const MAX_BUFFERED_SAMPLES = 20_000;
+/** Samples held in memory at most; beyond it (the file not taking writes) the oldest are dropped. */
+export const MAX_BUFFERED_SAMPLES = 20_000;
 const PRUNE_INTERVAL_MS = 3_600_000;
 
 export class Store {
   readonly outbox: SqliteOutbox;
+  /** The signed-dispatch replay guard, persisted (give it to the uplink as `replay`). */
+  readonly replay: SqliteReplayGuard;
   private readonly settings: StorageSettings;
   private readonly tariff: Tariff;
   private readonly tz: string | null | undefined;
@@ -144,13 +157,52 @@ export class Store {
   private lastWrittenCheckpointIds = '';
   private statusCache = new Map<string, string>();
   private closed = false;
+  private readonly nowMs: () => number;
+  private readonly probeIntervalMs: number;
+  private lastProbeMs?: number;
+  /** Samples dropped because the buffer was full and the file did not take them. */
+  samplesDropped = 0;
 
   constructor(readonly db: Db, opts: StoreOptions = {}) {
     checkTimezone(opts.timezone);
     this.tz = opts.timezone;
     this.tariff = parseTariff(opts.reward ?? null);
     this.settings = storageSettings(opts.storage);
+    this.nowMs = opts.nowMs ?? Date.now;
+    if (opts.probeIntervalS !== undefined && !(Number.isFinite(opts.probeIntervalS) && opts.probeIntervalS > 0)) throw new Error(`store probeIntervalS must be a positive number, got ${opts.probeIntervalS}`);
+    this.probeIntervalMs = (opts.probeIntervalS ?? 30) * 1000;
+    setHealthClock(db, this.nowMs);
     this.outbox = new SqliteOutbox(db, { maxRows: this.settings.outboxMaxRows, seqBlock: opts.seqBlock });
+    this.replay = new SqliteReplayGuard(db);
+  }
+
+  // --- health ------------------------------------------------------------------------------------
+
+  /**
+   * Whether the file takes writes. Any write that fails for a storage reason (full, read-only, I/O
+   * error, locked too long) turns it false; while false, a probe write is tried every
+   * `probeIntervalS` (on this call) and clears it when it succeeds. The runtime hands this to the core,
+   * which refuses new dispatches with `storage` while it is false.
+   */
+  health(): StorageHealth {
+    const h = storageHealth(this.db);
+    if (h.writable || this.closed) return h;
+    const now = this.nowMs();
+    if (this.lastProbeMs === undefined || now - this.lastProbeMs >= this.probeIntervalMs || now < this.lastProbeMs) return this.probe();
+    return h;
+  }
+
+  /** Tries a small write now; returns the health after it. */
+  probe(): StorageHealth {
+    this.assertOpen();
+    this.lastProbeMs = this.nowMs();
+    probeWritable(this.db);
+    return storageHealth(this.db);
+  }
+
+  /** Called whenever `health()` changes (a fault seen, or cleared by a probe). Returns the unsubscribe. */
+  onHealthChange(fn: (h: StorageHealth) => void): () => void {
+    return onHealthChange(this.db, fn);
   }
 
   // --- dispatches and settlement ---------------------------------------------------------------
@@ -210,7 +262,11 @@ export class Store {
     checkRecord(record);
     if (!Number.isFinite(nowMs)) throw new Error(`settleDispatch ${record.id}: nowMs must be a finite epoch ms, got ${nowMs}`);
     if (!Array.isArray(msgs)) throw new Error(`settleDispatch ${record.id}: msgs must be an array`);
-    if (isSettled(this.db, record.id)) return [];
+    if (isSettled(this.db, record.id)) {
+      // built once: a second settlement (a retry, a recovery) gets the message first queued, unchanged
+      const stored = storedLedgerMessage(this.db, record.id);
+      return stored ? [stored] : [];
+    }
     const startMs = record.startedMs ?? record.startMs;
     const endMs = Math.max(startMs, record.endedMs ?? nowMs);
     const amount = this.tariff.priced ? priceExport(this.tariff, this.tz, record.exportedWh, this.exportProfile(startMs, endMs), startMs, endMs) : null;
@@ -241,7 +297,10 @@ export class Store {
           this.pendingCheckpoint = { ...cp, dispatches: cp.dispatches.filter((d) => d.id !== record.id) };
           this.writeCheckpointInTransaction();
         }
-        return this.outbox.enqueueInTransaction(out, nowMs);
+        const q = this.outbox.enqueueInTransaction(out, nowMs);
+        const ledgerQ = q.find((m) => m.class === 'ledger');
+        if (ledgerQ) storeLedgerMessage(this.db, record.id, ledgerQ);
+        return q;
       });
     } catch (err) {
       this.outbox.recount();
@@ -269,6 +328,20 @@ export class Store {
         fromCheckpoint: e !== undefined, energyAtMs: e && cp ? cp.atMs : updatedMs,
       };
     });
+  }
+
+  /**
+   * Finished (terminal) dispatches, newest first, for the core's duplicate rule after a restart: a
+   * re-sent id of one of these is answered with its status, never run again. The runtime passes them
+   * to the core at start. `sinceMs` bounds by last update (default: all kept), `limit` by count.
+   */
+  recentDispatches(opts: { sinceMs?: number; limit?: number } = {}): DispatchRecord[] {
+    this.assertOpen();
+    const limit = opts.limit ?? 1000;
+    if (!(Number.isInteger(limit) && limit >= 0)) throw new Error(`recentDispatches: limit must be a non-negative integer, got ${limit}`);
+    const since = opts.sinceMs ?? 0;
+    if (!Number.isFinite(since)) throw new Error(`recentDispatches: sinceMs must be a finite epoch ms, got ${since}`);
+    return finishedDispatches(this.db, since, limit);
   }
 
   dispatch(id: string): DispatchRecord | undefined {
@@ -303,6 +376,15 @@ export class Store {
     if (s.atMs - this.lastFlushMs >= this.settings.sampleFlushS * 1000 || this.buffer.length >= MAX_BUFFERED_SAMPLES) this.flush(s.atMs);
   }
 
+  /** A failed batch stays in memory for the next try, but never more than MAX_BUFFERED_SAMPLES of it. */
+  private boundBuffer(): void {
+    const excess = this.buffer.length - MAX_BUFFERED_SAMPLES;
+    if (excess > 0) {
+      this.buffer.splice(0, excess);
+      this.samplesDropped += excess;
+    }
+  }
+
   /**
    * Keeps the latest meter checkpoint. While a dispatch is open it is written every
    * `meterCheckpointS` of checkpoint time (a one-page write); otherwise with the next sample batch.
@@ -328,14 +410,34 @@ export class Store {
   /** The latest checkpoint (held in memory or on disk), or undefined. */
   loadMeterState<M = unknown>(): MeterCheckpoint<M> | undefined {
     if (this.pendingCheckpoint) return this.pendingCheckpoint as MeterCheckpoint<M>;
-    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'meterCheckpoint'").get() as { value: string } | undefined;
+    const row = stmt(this.db, "SELECT value FROM meta WHERE key = 'meterCheckpoint'").get() as { value: string } | undefined;
     return row ? (JSON.parse(row.value) as MeterCheckpoint<M>) : undefined;
+  }
+
+  /** Keep the island state (the control core's `memory.island`, JSON) for the next start; joins the caller's transaction. */
+  saveIsland(json: string, atMs: number): void {
+    this.assertOpen();
+    if (typeof json !== 'string' || json.length > 4096) throw new Error(`island state: expected a JSON string of at most 4096 characters, got ${typeof json === 'string' ? `${json.length} characters` : typeof json}`);
+    if (!Number.isFinite(atMs)) throw new Error(`island state: atMs must be a finite epoch ms, got ${JSON.stringify(atMs)}`);
+    transact(this.db, 'relaxed', () => {
+      stmt(this.db, "INSERT INTO meta(key, value) VALUES ('island', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(JSON.stringify({ json, atMs }));
+    });
+  }
+
+  /** The island state kept by the last run, or undefined (the runtime checks its fields). */
+  loadIsland(): { json: string; atMs: number } | undefined {
+    this.assertOpen();
+    const row = stmt(this.db, "SELECT value FROM meta WHERE key = 'island'").get() as { value: string } | undefined;
+    if (!row) return undefined;
+    const v = JSON.parse(row.value) as { json?: unknown; atMs?: unknown };
+    if (typeof v?.json !== 'string' || typeof v.atMs !== 'number') throw new Error(`island state in meta is malformed: ${row.value.slice(0, 200)}`);
+    return { json: v.json, atMs: v.atMs };
   }
 
   private writeCheckpointInTransaction(): void {
     const cp = this.pendingCheckpoint;
     if (!cp) return;
-    this.db.prepare("INSERT INTO meta(key, value) VALUES ('meterCheckpoint', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(JSON.stringify(cp));
+    stmt(this.db, "INSERT INTO meta(key, value) VALUES ('meterCheckpoint', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(JSON.stringify(cp));
     this.lastCheckpointWriteMs = cp.atMs;
     this.lastWrittenCheckpointIds = idsKey(cp);
   }
@@ -345,6 +447,20 @@ export class Store {
     this.assertOpen();
     const batch = this.buffer;
     const at = nowMs ?? batch[batch.length - 1]?.atMs ?? this.pendingCheckpoint?.atMs;
+    try {
+      this.writeBatch(batch, at);
+    } catch (err) {
+      this.boundBuffer();
+      // the next try comes after another flush interval, not on every sample
+      if (at !== undefined) this.lastFlushMs = at;
+      throw err;
+    }
+    this.buffer = [];
+    this.dirtyDispatches.clear();
+    if (at !== undefined) this.lastFlushMs = at;
+  }
+
+  private writeBatch(batch: HistorySample[], at: number | undefined): void {
     transact(this.db, 'relaxed', () => {
       writeBatch(this.db, batch);
       for (const { record, nowMs: t } of this.dirtyDispatches.values()) upsertDispatch(this.db, record, t);
@@ -356,9 +472,6 @@ export class Store {
         this.lastPruneMs = at;
       }
     });
-    this.buffer = [];
-    this.dirtyDispatches.clear();
-    if (at !== undefined) this.lastFlushMs = at;
   }
 
   /** Minute-resolution export profile over [fromMs, toMs], from the rollups and the unwritten buffer. */
@@ -404,9 +517,12 @@ export class Store {
 
   close(): void {
     if (this.closed) return;
-    this.flush();
-    this.closed = true;
-    this.db.close();
+    try {
+      this.flush();
+    } finally {
+      this.closed = true;
+      this.db.close();
+    }
   }
 
   private assertOpen(): void {

@@ -6,8 +6,8 @@
  * into it), with the car-side figure beside it so conversion losses stay visible. Reward is the
  * exported energy priced by the tariff in force at settlement.
  */
-import { isoUtc, type LedgerPayload, type OutboundMessage } from '../contract.ts';
-import type { Db } from './db.ts';
+import { isoUtc, type LedgerPayload, type OutboundMessage, type QueuedMessage } from '../contract.ts';
+import { stmt, type Db } from './db.ts';
 import { localDayMonth, roundAmount } from './reward.ts';
 
 export interface LedgerRow {
@@ -42,18 +42,18 @@ interface LedgerDbRow extends Omit<LedgerRow, 'interrupted'> {
 const fromDb = (r: LedgerDbRow): LedgerRow => ({ ...r, interrupted: r.interrupted === 1 });
 
 export function isSettled(db: Db, dispatchId: string): boolean {
-  return db.prepare('SELECT 1 FROM ledger WHERE dispatchId = ?').get(dispatchId) !== undefined;
+  return stmt(db, 'SELECT 1 FROM ledger WHERE dispatchId = ?').get(dispatchId) !== undefined;
 }
 
 /** Inserts the row and adds it to its totals (inside the caller's transaction). */
 export function insertLedger(db: Db, row: NewLedgerRow, tz: string | null | undefined): LedgerRow {
   const { day, month } = localDayMonth(row.endMs, tz);
-  const info = db.prepare(`
+  const info = stmt(db, `
     INSERT INTO ledger(dispatchId, status, startMs, endMs, exportedWh, importedWh, carSideWh, rewardAmount, currency, interrupted, settledMs, day, month)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
     row.dispatchId, row.status, row.startMs, row.endMs, row.exportedWh, row.importedWh, row.carSideWh, row.rewardAmount, row.currency, row.interrupted ? 1 : 0, row.settledMs, day, month,
   );
-  const add = db.prepare(`
+  const add = stmt(db, `
     INSERT INTO energy_totals(period, currency, dispatches, exportedWh, importedWh, carSideWh, rewardAmount) VALUES (?, ?, 1, ?, ?, ?, ?)
     ON CONFLICT(period, currency) DO UPDATE SET dispatches = dispatches + 1, exportedWh = exportedWh + excluded.exportedWh,
       importedWh = importedWh + excluded.importedWh, carSideWh = carSideWh + excluded.carSideWh, rewardAmount = rewardAmount + excluded.rewardAmount`);
@@ -65,7 +65,7 @@ export function insertLedger(db: Db, row: NewLedgerRow, tz: string | null | unde
 
 /** Ledger rows whose delivery ended at or after `sinceMs`, oldest first. */
 export function ledgerRows(db: Db, sinceMs = 0): LedgerRow[] {
-  return (db.prepare('SELECT * FROM ledger WHERE endMs >= ? ORDER BY endMs, n').all(sinceMs) as LedgerDbRow[]).map(fromDb);
+  return (stmt(db, 'SELECT * FROM ledger WHERE endMs >= ? ORDER BY endMs, n').all(sinceMs) as LedgerDbRow[]).map(fromDb);
 }
 
 export interface PeriodTotals {
@@ -80,7 +80,7 @@ export interface PeriodTotals {
 }
 
 export function periodTotals(db: Db, period: string): PeriodTotals {
-  const rows = db.prepare('SELECT * FROM energy_totals WHERE period = ? ORDER BY currency').all(period) as {
+  const rows = stmt(db, 'SELECT * FROM energy_totals WHERE period = ? ORDER BY currency').all(period) as {
     currency: string; dispatches: number; exportedWh: number; importedWh: number; carSideWh: number; rewardAmount: number;
   }[];
   const t: PeriodTotals = { period, dispatches: 0, exportedWh: 0, importedWh: 0, carSideWh: 0, rewards: [] };
@@ -163,4 +163,17 @@ export function formatLedgerTable(rows: LedgerRow[]): string {
   const widths = head.map((_, i) => Math.max(...all.map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((c, i) => (i >= 4 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
   return [fmt(head), ...body.map(fmt), fmt(total)].join('\n') + '\n';
+}
+
+/**
+ * Keeps the ledger message as first queued (inside the settlement's transaction), so a second
+ * settlement of the same dispatch returns it byte for byte instead of building another.
+ */
+export function storeLedgerMessage(db: Db, dispatchId: string, msg: QueuedMessage): void {
+  stmt(db, 'UPDATE ledger SET message = ? WHERE dispatchId = ?').run(JSON.stringify(msg), dispatchId);
+}
+
+export function storedLedgerMessage(db: Db, dispatchId: string): QueuedMessage | undefined {
+  const row = stmt(db, 'SELECT message FROM ledger WHERE dispatchId = ?').get(dispatchId) as { message: string | null } | undefined;
+  return row?.message ? (JSON.parse(row.message) as QueuedMessage) : undefined;
 }

@@ -135,6 +135,26 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    description: 'ledger message kept for byte-identical re-sends, outbox class index, signed-dispatch replay guard, finished-dispatch index',
+    sql: `
+      -- the ledger message as first queued (envelope and payload, JSON): settling again returns it unchanged
+      ALTER TABLE ledger ADD COLUMN message TEXT;
+      -- bound enforcement looks for the oldest row of a class: O(log n) with this index
+      CREATE INDEX outbox_class ON outbox(class, rowId);
+      -- signed dispatches seen, per id and signature, until their issuedAt leaves the age window
+      CREATE TABLE replay_guard (
+        id TEXT NOT NULL,
+        sig TEXT NOT NULL,
+        issuedAtMs INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (id, sig)
+      ) WITHOUT ROWID;
+      CREATE INDEX replay_guard_issued ON replay_guard(issuedAtMs);
+      CREATE INDEX dispatches_updated ON dispatches(updatedMs);
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -11,12 +11,16 @@
  * After a crash the acknowledged-but-not-deleted rows are sent again: delivery is at least once, and the
  * receiver recognises a repeat by its seq.
  *
+ * Published only after commit: a row written inside a transaction is invisible to `pending()` and
+ * announced to `onWritten` listeners only once that transaction has committed; a rolled-back row is
+ * never sent (design invariant 6). The uplink is woken by that announcement instead of polling.
+ *
  * Bounded: above `maxRows` unacknowledged rows the oldest `state`, then `flex`, `status` and `event`
  * rows are dropped. `ledger` and `response` rows are never dropped; if they alone fill the outbox it
  * grows past the bound rather than lose a settlement.
  */
 import { isoUtc, type MessageClass, type OutboundMessage, type OutboxStore, type QueuedMessage } from '../contract.ts';
-import { requireDurableCommit, transact, type Db } from './db.ts';
+import { afterCommit, requireDurableCommit, stmt, transact, type Db } from './db.ts';
 
 /** Drop order when the outbox is full. `ledger` and `response` are absent on purpose. */
 export const DROPPABLE_CLASSES: readonly MessageClass[] = ['state', 'flex', 'status', 'event'];
@@ -64,17 +68,21 @@ export class SqliteOutbox implements OutboxStore {
   private readonly maxRows: number;
   /** Rows dropped to respect the bound since open, per class (for the status and the tests). */
   readonly dropped: Partial<Record<MessageClass, number>> = {};
+  /** Highest row id whose transaction has committed: `pending()` never looks past it. */
+  private committedUpTo: number;
+  private listeners: (() => void)[] = [];
 
   constructor(private readonly db: Db, opts: OutboxOptions) {
     if (!(Number.isInteger(opts.maxRows) && opts.maxRows > 0)) throw new Error(`storage.outboxMaxRows must be a positive integer, got ${opts.maxRows}`);
     this.maxRows = opts.maxRows;
     this.seqBlock = opts.seqBlock ?? 1000;
     this.maxPendingAcks = opts.maxPendingAcks ?? 200;
-    const reserved = db.prepare("SELECT value FROM meta WHERE key = 'seqReserved'").get() as { value: string } | undefined;
-    const maxRow = (db.prepare('SELECT max(rowId) AS m FROM outbox').get() as { m: number | null }).m ?? 0;
+    const reserved = stmt(db, "SELECT value FROM meta WHERE key = 'seqReserved'").get() as { value: string } | undefined;
+    const maxRow = (stmt(db, 'SELECT max(rowId) AS m FROM outbox').get() as { m: number | null }).m ?? 0;
     this.reservedUpTo = Math.max(reserved ? Number(reserved.value) : 0, maxRow);
     this.nextSeq = this.reservedUpTo + 1;
-    this.rows = (db.prepare('SELECT count(*) AS c FROM outbox').get() as { c: number }).c;
+    this.committedUpTo = maxRow;
+    this.rows = (stmt(db, 'SELECT count(*) AS c FROM outbox').get() as { c: number }).c;
     // acknowledgements lost with a crash bring their rows back, or the bound was lowered in the config
     if (this.rows > this.maxRows) transact(db, 'relaxed', () => this.enforceBound());
   }
@@ -90,7 +98,7 @@ export class SqliteOutbox implements OutboxStore {
     const upTo = need + this.seqBlock;
     transact(this.db, 'durable', () => {
       requireDurableCommit(this.db);
-      this.db.prepare("INSERT INTO meta(key, value) VALUES ('seqReserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(upTo));
+      stmt(this.db, "INSERT INTO meta(key, value) VALUES ('seqReserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(upTo));
     });
     this.reservedUpTo = upTo;
   }
@@ -101,10 +109,10 @@ export class SqliteOutbox implements OutboxStore {
    */
   afterRollback(): void {
     this.recount();
-    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'seqReserved'").get() as { value: string } | undefined;
+    const row = stmt(this.db, "SELECT value FROM meta WHERE key = 'seqReserved'").get() as { value: string } | undefined;
     if ((row ? Number(row.value) : 0) < this.reservedUpTo) {
       transact(this.db, 'durable', () => {
-        this.db.prepare("INSERT INTO meta(key, value) VALUES ('seqReserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(this.reservedUpTo));
+        stmt(this.db, "INSERT INTO meta(key, value) VALUES ('seqReserved', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(this.reservedUpTo));
       });
     }
   }
@@ -125,8 +133,8 @@ export class SqliteOutbox implements OutboxStore {
 
   /** Re-reads the row count after a transaction that counted rows rolled back. */
   recount(): void {
-    this.rows = (this.db.prepare('SELECT count(*) AS c FROM outbox').get() as { c: number }).c;
-    for (const id of this.acked) if (!this.db.prepare('SELECT 1 FROM outbox WHERE rowId = ?').get(id)) this.acked.delete(id);
+    this.rows = (stmt(this.db, 'SELECT count(*) AS c FROM outbox').get() as { c: number }).c;
+    for (const id of this.acked) if (!stmt(this.db, 'SELECT 1 FROM outbox WHERE rowId = ?').get(id)) this.acked.delete(id);
   }
 
   /** Stamps and inserts inside the caller's transaction; the caller has called `reserve` first. */
@@ -134,17 +142,55 @@ export class SqliteOutbox implements OutboxStore {
     msgs.forEach(checkMessage);
     if (this.nextSeq + msgs.length - 1 > this.reservedUpTo) throw new Error('outbox: seq numbers not reserved before the transaction');
     const queued = this.stamp(msgs, nowMs);
-    const insert = this.db.prepare(
+    const insert = stmt(this.db, 
       'INSERT INTO outbox(rowId, ts, class, topic, payload, qos, retain, responseTopic, correlationData, absoluteTopic) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     );
+    let last = 0;
     for (const q of queued) {
       if (q.qos !== 1) continue;
       insert.run(q.seq, q.ts, q.class, q.topic, JSON.stringify(q.payload), q.qos, q.retain ? 1 : 0, q.responseTopic ?? null, q.correlationData ?? null, q.absoluteTopic ? 1 : 0);
       q.rowId = q.seq;
       this.rows++;
+      last = q.seq;
     }
     this.enforceBound();
+    if (last > 0) {
+      afterCommit(this.db, () => {
+        // transactions on one connection commit in the order they were opened: no lower id can follow
+        if (last > this.committedUpTo) this.committedUpTo = last;
+        this.notify();
+      });
+    }
     return queued;
+  }
+
+  /**
+   * Calls `fn` after every commit that added rows (not per row: once per transaction). Returns the
+   * unsubscribe function. The listener must not throw; if it does, the error is swallowed.
+   */
+  onWritten(fn: () => void): () => void {
+    this.listeners.push(fn);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== fn);
+    };
+  }
+
+  /**
+   * Runs `fn` once the current transaction commits (at once outside one); never if it rolls back. The
+   * uplink sends QoS 0 messages produced inside a transaction this way.
+   */
+  whenCommitted(fn: () => void): void {
+    afterCommit(this.db, fn);
+  }
+
+  private notify(): void {
+    for (const l of this.listeners) {
+      try {
+        l();
+      } catch {
+        // a listener's failure is its own
+      }
+    }
   }
 
   private stamp(msgs: OutboundMessage[], nowMs: number): QueuedMessage[] {
@@ -157,13 +203,17 @@ export class SqliteOutbox implements OutboxStore {
     });
   }
 
+  /**
+   * Drops the oldest droppable rows above the bound. Each class query walks the (class, rowId) index
+   * (migration 4): O(log n) per message even when only undroppable rows are left.
+   */
   private enforceBound(): void {
     let excess = this.size() - this.maxRows;
     for (const cls of DROPPABLE_CLASSES) {
       if (excess <= 0) return;
-      const victims = this.db.prepare('SELECT rowId FROM outbox WHERE class = ? ORDER BY rowId LIMIT ?').all(cls, excess + this.acked.size) as { rowId: number }[];
+      const victims = stmt(this.db, 'SELECT rowId FROM outbox WHERE class = ? ORDER BY rowId LIMIT ?').all(cls, excess + this.acked.size) as { rowId: number }[];
       const drop = victims.filter((v) => !this.acked.has(v.rowId)).slice(0, excess);
-      const del = this.db.prepare('DELETE FROM outbox WHERE rowId = ?');
+      const del = stmt(this.db, 'DELETE FROM outbox WHERE rowId = ?');
       for (const v of drop) del.run(v.rowId);
       this.rows -= drop.length;
       excess -= drop.length;
@@ -173,7 +223,7 @@ export class SqliteOutbox implements OutboxStore {
 
   pending(limit: number): QueuedMessage[] {
     if (!(Number.isInteger(limit) && limit >= 0)) throw new Error(`outbox pending: limit must be a non-negative integer, got ${limit}`);
-    const rows = this.db.prepare('SELECT * FROM outbox ORDER BY rowId LIMIT ?').all(limit + this.acked.size) as OutboxRow[];
+    const rows = stmt(this.db, 'SELECT * FROM outbox WHERE rowId <= ? ORDER BY rowId LIMIT ?').all(this.committedUpTo, limit + this.acked.size) as OutboxRow[];
     const out: QueuedMessage[] = [];
     for (const r of rows) {
       if (this.acked.has(r.rowId)) continue;
@@ -192,7 +242,7 @@ export class SqliteOutbox implements OutboxStore {
 
   ack(rowId: number): void {
     if (!Number.isInteger(rowId)) throw new Error(`outbox ack: rowId must be an integer, got ${rowId}`);
-    if (this.acked.has(rowId) || !this.db.prepare('SELECT 1 FROM outbox WHERE rowId = ?').get(rowId)) return;
+    if (this.acked.has(rowId) || !stmt(this.db, 'SELECT 1 FROM outbox WHERE rowId = ?').get(rowId)) return;
     this.acked.add(rowId);
     if (this.acked.size >= this.maxPendingAcks) transact(this.db, 'relaxed', () => this.flushAcksInTransaction());
   }
@@ -200,7 +250,7 @@ export class SqliteOutbox implements OutboxStore {
   /** Deletes acknowledged rows; called inside the store's batched write. */
   flushAcksInTransaction(): void {
     if (this.acked.size === 0) return;
-    const del = this.db.prepare('DELETE FROM outbox WHERE rowId = ?');
+    const del = stmt(this.db, 'DELETE FROM outbox WHERE rowId = ?');
     for (const id of this.acked) this.rows -= del.run(id).changes;
     this.acked.clear();
   }

@@ -6,7 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { DispatchCommand, DispatchRequest, ReplyRoute } from '../control/types.ts';
 import { canonicalJson } from './canonical.ts';
-import { ReplayGuard, signedBody, verifySignature } from './signing.ts';
+import { signedBody, verifySignature, type ReplayMemory } from './signing.ts';
 
 /** Payload versions this device understands (`v`, optional; absent means 1). */
 export const SUPPORTED_VERSIONS: readonly number[] = [1];
@@ -19,6 +19,8 @@ export const MAX_DURATION_S = 86_400;
 /** A dispatch may be scheduled at most this far ahead; the core keeps scheduled dispatches in memory. */
 export const MAX_START_AHEAD_S = 7 * 86_400;
 export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+/** A rejected payload's `id`, when it was a string, is echoed back cut to this many characters. */
+export const MAX_ECHOED_ID_CHARS = 128;
 
 const DISPATCH_KEYS = new Set(['id', 'powerW', 'start', 'durationS', 'expiresAt', 'v', 'issuedAt', 'sig']);
 const CANCEL_KEYS = new Set(['id', 'cancel', 'v', 'issuedAt', 'sig']);
@@ -36,12 +38,16 @@ export interface ParseContext {
   maxBytes?: number;
   /** Set to require an Ed25519 signature on every dispatch. */
   publicKey?: KeyObject;
-  /** Oldest `issuedAt` accepted, seconds before now (signed dispatch only). */
+  /**
+   * Oldest `issuedAt` accepted, seconds before now (signed dispatch); also how long after it was issued
+   * (`issuedAt`) or received a dispatch with neither `start` nor `expiresAt` may still start
+   * (`uplink.maxDispatchAgeS`, default 300).
+   */
   maxAgeS?: number;
   /** Newest `issuedAt` accepted, seconds after now (clock skew). */
   maxFutureSkewS?: number;
-  /** Remembers signed (id, issuedAt) pairs; without one only the age window protects against replay. */
-  replay?: ReplayGuard;
+  /** Remembers signed messages per id and signature; without one only the age window protects against replay. */
+  replay?: ReplayMemory;
   replyTo?: ReplyRoute;
 }
 
@@ -128,7 +134,12 @@ function parse(payload: Buffer, ctx: ParseContext): ParseResult {
   }
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return fail(null, 'invalid', 'payload', `payload must be a JSON object, got ${describe(obj)}`);
   const msg = obj as Record<string, unknown>;
-  const id = typeof msg.id === 'string' && ID_PATTERN.test(msg.id) ? msg.id : null;
+  const validId = typeof msg.id === 'string' && ID_PATTERN.test(msg.id) ? msg.id : null;
+  // the answer carries the id the payload had, even a bad one, so the aggregator can match it
+  const id = validId ?? (typeof msg.id === 'string' ? msg.id.slice(0, MAX_ECHOED_ID_CHARS) : null);
+  // JSON.parse keeps the last of two equal keys: a payload that says two things is refused, not guessed
+  const dup = duplicateKey(text);
+  if (dup !== undefined) return fail(id, 'invalid', printable(dup), 'duplicate key');
 
   if ('v' in msg && !(typeof msg.v === 'number' && SUPPORTED_VERSIONS.includes(msg.v)))
     return fail(id, 'invalid', 'v', `unsupported version ${describe(msg.v)}; this device speaks ${SUPPORTED_VERSIONS.join(', ')}`);
@@ -158,29 +169,38 @@ function parse(payload: Buffer, ctx: ParseContext): ParseResult {
     }
   }
   if (!('id' in msg)) return fail(null, 'invalid', 'id', 'required');
-  if (id === null) return fail(null, 'invalid', 'id', `must be 1-64 chars of [A-Za-z0-9._:-], got ${describe(msg.id)}`);
+  if (validId === null) return fail(id, 'invalid', 'id', `must be 1-64 chars of [A-Za-z0-9._:-], got ${describe(msg.id)}`);
 
   let command: DispatchCommand;
   if (isCancel) {
     if (msg.cancel !== true) return fail(id, 'invalid', 'cancel', `must be true, got ${describe(msg.cancel)}`);
-    command = { kind: 'cancel', id, receivedMs: ctx.nowMs, source: ctx.source };
+    command = { kind: 'cancel', id: validId, receivedMs: ctx.nowMs, source: ctx.source };
   } else {
-    const r = dispatchFields(msg, id, ctx.nowMs);
+    const maxAgeMs = (ctx.maxAgeS ?? DEFAULT_MAX_DISPATCH_AGE_S) * 1000;
+    // an issuedAt ahead of our clock does not stretch the window
+    const issuedOrReceivedMs = issuedAtMs === undefined ? ctx.nowMs : Math.min(issuedAtMs, ctx.nowMs);
+    const r = dispatchFields(msg, validId, ctx.nowMs, issuedOrReceivedMs + maxAgeMs);
     if ('ok' in r) return r;
     command = { kind: 'dispatch', request: r.request, receivedMs: ctx.nowMs, source: ctx.source, body: r.body };
   }
 
-  if (ctx.publicKey && ctx.replay && issuedAtMs !== undefined) {
+  if (ctx.publicKey && ctx.replay && issuedAtMs !== undefined && typeof msg.sig === 'string') {
     const body = signedBody(msg);
-    if (ctx.replay.check(id, issuedAtMs, body) === 'replay') return fail(id, 'replay', 'issuedAt', 'older than a message already seen for this id');
-    ctx.replay.remember(id, issuedAtMs, body);
+    const verdict = ctx.replay.check(validId, issuedAtMs, body, msg.sig);
+    if (verdict === 'replay') return fail(id, 'replay', 'issuedAt', 'older than a message already seen for this id');
+    if (verdict === 'new') ctx.replay.remember(validId, issuedAtMs, body, msg.sig);
     ctx.replay.prune(ctx.nowMs - (ctx.maxAgeS ?? DEFAULT_MAX_DISPATCH_AGE_S) * 1000);
   }
   if (ctx.replyTo) command.replyTo = ctx.replyTo;
   return { ok: true, command };
 }
 
-function dispatchFields(msg: Record<string, unknown>, id: string, nowMs: number): { request: DispatchRequest; body: string } | Fail {
+/**
+ * `defaultExpiresAtMs` applies when the dispatch has neither `start` nor `expiresAt`: without it, one
+ * queued for hours in the broker's session would run whenever it arrived (issue 15 §8). It is not part
+ * of the canonical body, so a re-delivery is still the same dispatch.
+ */
+function dispatchFields(msg: Record<string, unknown>, id: string, nowMs: number, defaultExpiresAtMs: number): { request: DispatchRequest; body: string } | Fail {
   for (const k of ['powerW', 'durationS']) if (!(k in msg)) return fail(id, 'invalid', k, 'required');
 
   const p = msg.powerW;
@@ -209,5 +229,43 @@ function dispatchFields(msg: Record<string, unknown>, id: string, nowMs: number)
     request.expiresAtMs = expiresAtMs;
     canonical.expiresAt = normIso(expiresAtMs);
   }
+  if (request.startMs === undefined && request.expiresAtMs === undefined) request.expiresAtMs = defaultExpiresAtMs;
   return { request, body: canonicalJson(canonical) };
+}
+
+/**
+ * The first key that occurs twice in one object of `text` (already known to be valid JSON), or
+ * undefined. A small scanner: strings are skipped with their escapes, keys decoded with JSON.parse.
+ */
+export function duplicateKey(text: string): string | undefined {
+  // per open container: the keys seen, or null for an array
+  const stack: (Set<string> | null)[] = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const top = stack[stack.length - 1];
+      if (expectKey && top) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (top.has(key)) return key;
+        top.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === '{') {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (c === '[') {
+      stack.push(null);
+      expectKey = false;
+    } else if (c === '}' || c === ']') {
+      stack.pop();
+      expectKey = false;
+    } else if (c === ',') {
+      expectKey = stack[stack.length - 1] !== null && stack.length > 0;
+    }
+  }
+  return undefined;
 }

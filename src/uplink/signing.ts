@@ -68,30 +68,48 @@ export function verifySignature(msg: Record<string, unknown>, key: KeyObject): b
 export type ReplayVerdict = 'new' | 'same' | 'replay';
 
 /**
- * Remembers, for each dispatch id, the newest `issuedAt` seen and the signed body that carried it, for as
- * long as a message with that `issuedAt` could still pass the age check. An identical re-delivery is
- * `same` (the core answers it idempotently); an older `issuedAt` for a known id is `replay`. In memory on
- * purpose: after a restart the age window alone bounds what can be replayed, and the core's own record of
- * the id still answers a re-delivered dispatch with its status instead of running it again.
+ * What the codec needs to refuse a replayed signed dispatch: what has been seen, per id and signature.
+ * - an `issuedAt` older than one already seen for the id is `replay` (so after a signed cancel, the
+ *   dispatch it cancelled can never come back, whatever the core remembers);
+ * - otherwise the same (id, signature) again, or the same body at the same `issuedAt`, is `same`: a
+ *   re-delivery, which the core answers idempotently;
+ * - anything else is `new`.
+ * The store's `SqliteReplayGuard` keeps it on disk so it survives restarts and kill -9; `ReplayGuard`
+ * below keeps it in memory (tests, the simulator).
  */
-export class ReplayGuard {
-  private readonly seen = new Map<string, { issuedAtMs: number; body: string }>();
+export interface ReplayMemory {
+  check(id: string, issuedAtMs: number, body: string, sig: string): ReplayVerdict;
+  remember(id: string, issuedAtMs: number, body: string, sig: string): void;
+  /** Forget entries issued before `oldestAcceptedMs`: the age check rejects those anyway. */
+  prune(oldestAcceptedMs: number): void;
+}
+
+/** In-memory `ReplayMemory`, bounded to `maxEntries` ids (the least recently seen are forgotten first). */
+export class ReplayGuard implements ReplayMemory {
+  private readonly seen = new Map<string, { newestMs: number; sigs: Map<string, { issuedAtMs: number; body: string }> }>();
 
   constructor(private readonly maxEntries = 10_000) {}
 
-  check(id: string, issuedAtMs: number, body: string): ReplayVerdict {
+  check(id: string, issuedAtMs: number, body: string, sig: string): ReplayVerdict {
     const prev = this.seen.get(id);
     if (!prev) return 'new';
-    if (issuedAtMs < prev.issuedAtMs) return 'replay';
+    // checked first: after a cancel, the very dispatch it cancelled is a replay, not a re-delivery
+    if (issuedAtMs < prev.newestMs) return 'replay';
+    if (prev.sigs.has(sig)) return 'same';
     // a different body under the same id and issuedAt is the aggregator's own conflict, which the core
     // answers with duplicate_conflict; only an older issuedAt can be a replay
-    return issuedAtMs === prev.issuedAtMs && prev.body === body ? 'same' : 'new';
+    for (const e of prev.sigs.values()) if (e.issuedAtMs === issuedAtMs && e.body === body) return 'same';
+    return 'new';
   }
 
   /** Record an accepted message. */
-  remember(id: string, issuedAtMs: number, body: string): void {
+  remember(id: string, issuedAtMs: number, body: string, sig: string): void {
+    const prev = this.seen.get(id);
     this.seen.delete(id);
-    this.seen.set(id, { issuedAtMs, body });
+    const entry = prev ?? { newestMs: issuedAtMs, sigs: new Map() };
+    entry.newestMs = Math.max(entry.newestMs, issuedAtMs);
+    entry.sigs.set(sig, { issuedAtMs, body });
+    this.seen.set(id, entry);
     // Map iteration is insertion order, so the first entries are the least recently recorded
     while (this.seen.size > this.maxEntries) {
       const first = this.seen.keys().next().value as string;
@@ -99,9 +117,8 @@ export class ReplayGuard {
     }
   }
 
-  /** Forget entries whose `issuedAt` is older than the age window: the age check rejects those anyway. */
   prune(oldestAcceptedMs: number): void {
-    for (const [id, e] of this.seen) if (e.issuedAtMs < oldestAcceptedMs) this.seen.delete(id);
+    for (const [id, e] of this.seen) if (e.newestMs < oldestAcceptedMs) this.seen.delete(id);
   }
 
   get size(): number {

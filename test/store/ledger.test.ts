@@ -38,16 +38,19 @@ describe('ledger and settlement', () => {
     s.close();
   });
 
-  it('settling the same dispatch twice does nothing the second time, also after a restart', (t) => {
+  it('settling the same dispatch twice writes nothing the second time and returns the stored ledger message, also after a restart', (t) => {
     const path = dbIn(tempDir(t));
     const s = openStore(path, { reward });
     const done = record('d1', { status: 'completed', startedMs: T0, endedMs: T0 + 60_000, exportedWh: 100 });
-    assert.equal(s.settleDispatch(done, [responseMsg('d1', 'completed')], T0 + 60_000).length, 2);
-    assert.deepEqual(s.settleDispatch(done, [responseMsg('d1', 'completed')], T0 + 61_000), []);
+    const first = s.settleDispatch(done, [responseMsg('d1', 'completed')], T0 + 60_000);
+    assert.equal(first.length, 2);
+    const ledgerFirst = first.find((m) => m.class === 'ledger');
+    assert.deepEqual(s.settleDispatch(done, [responseMsg('d1', 'completed')], T0 + 61_000), [ledgerFirst]);
     s.recordDispatch({ ...done, status: 'active' }, T0 + 62_000); // a late update cannot reopen it
     s.db.close();
     const again = openStore(path, { reward });
-    assert.deepEqual(again.settleDispatch({ ...done, exportedWh: 999 }, [responseMsg('d1', 'completed')], T0 + 70_000), []);
+    const second = again.settleDispatch({ ...done, exportedWh: 999 }, [responseMsg('d1', 'completed')], T0 + 70_000);
+    assert.equal(JSON.stringify(second), JSON.stringify([ledgerFirst]));
     assert.equal(again.ledger().length, 1);
     assert.equal(again.ledger()[0].exportedWh, 100);
     assert.equal(again.totals(T0).all.dispatches, 1);
@@ -146,7 +149,7 @@ describe('interrupted dispatches', () => {
     assert.equal(again.ledger()[0].exportedWh, 43);
     assert.ok(again.events().some((e) => e.kind === 'dispatch_interrupted'));
     assert.deepEqual(again.interruptedDispatches(), []);
-    assert.deepEqual(again.settleDispatch(settled, [], T0 + 40_000, { interrupted: true }), []);
+    assert.deepEqual(again.settleDispatch(settled, [], T0 + 40_000, { interrupted: true }), q.filter((m) => m.class === 'ledger'));
     again.close();
   });
 

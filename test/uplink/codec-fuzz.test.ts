@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ID_PATTERN, MAX_ABS_POWER_W, MAX_DURATION_S, parseDispatchPayload } from '../../src/uplink/codec.ts';
+import { ID_PATTERN, MAX_ECHOED_ID_CHARS, MAX_ABS_POWER_W, MAX_DURATION_S, parseDispatchPayload } from '../../src/uplink/codec.ts';
 
 const NOW = Date.UTC(2026, 10, 23, 17, 0, 0);
 
@@ -65,7 +65,7 @@ test('codec fuzz: 10,000 payloads, each a bounded command or a reasoned rejectio
       rejectedCount++;
       return (
         ['invalid', 'signature', 'replay'].includes(r.reason) && typeof r.field === 'string' && r.field.length > 0 && r.field.length <= 64 &&
-        typeof r.message === 'string' && r.message.length > 0 && (r.id === null || ID_PATTERN.test(r.id))
+        typeof r.message === 'string' && r.message.length > 0 && (r.id === null || (typeof r.id === 'string' && r.id.length <= MAX_ECHOED_ID_CHARS))
       );
     }),
     { numRuns: 10_000, seed: 20261123 },

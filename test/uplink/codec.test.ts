@@ -42,7 +42,8 @@ test('start and expiresAt are optional; powerW 0 holds at zero', () => {
   const r = parse({ id: 'a', powerW: 0, durationS: 1 });
   assert.ok(r.ok && r.command.kind === 'dispatch');
   assert.equal(r.command.request.startMs, undefined);
-  assert.equal(r.command.request.expiresAtMs, undefined);
+  // neither start nor expiresAt: it may start up to maxDispatchAgeS (300 s by default) after receipt
+  assert.equal(r.command.request.expiresAtMs, NOW + 300_000);
   assert.equal(Object.is(r.command.request.powerW, -0), false);
   const z = parse('{"id":"a","powerW":-0,"durationS":1}');
   assert.ok(z.ok && z.command.kind === 'dispatch' && Object.is(z.command.request.powerW, 0));
@@ -80,8 +81,8 @@ const cases: [string, unknown, { id: string | null; field: string }][] = [
   ['unknown key', { ...good, foo: 1 }, { id: good.id, field: 'foo' }],
   ['__proto__ key', '{"id":"a","powerW":1,"durationS":1,"__proto__":{"x":1}}', { id: 'a', field: '__proto__' }],
   ['missing id', { powerW: 1, durationS: 1 }, { id: null, field: 'id' }],
-  ['id too long', { ...good, id: 'x'.repeat(65) }, { id: null, field: 'id' }],
-  ['id with a slash', { ...good, id: 'a/b' }, { id: null, field: 'id' }],
+  ['id too long (echoed, so the aggregator can match the answer)', { ...good, id: 'x'.repeat(65) }, { id: 'x'.repeat(65), field: 'id' }],
+  ['id with a slash (echoed)', { ...good, id: 'a/b' }, { id: 'a/b', field: 'id' }],
   ['id a number', { ...good, id: 42 }, { id: null, field: 'id' }],
   ['missing powerW', { id: 'a', durationS: 1 }, { id: 'a', field: 'powerW' }],
   ['powerW a string', { ...good, powerW: '-7000' }, { id: good.id, field: 'powerW' }],

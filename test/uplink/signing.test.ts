@@ -84,7 +84,7 @@ test('cancel must be signed too', () => {
 
 test('ReplayGuard is bounded and prunes by age', () => {
   const g = new ReplayGuard(100);
-  for (let i = 0; i < 1000; i++) g.remember(`id${i}`, i, 'b');
+  for (let i = 0; i < 1000; i++) g.remember(`id${i}`, i, 'b', `sig${i}`);
   assert.equal(g.size, 100);
   g.prune(950);
   assert.equal(g.size, 50);
