@@ -135,7 +135,10 @@ export interface VehicleState {
   connected: boolean;
   /** Present SoC, %, when the car sends one (many AC sessions send none). */
   socPct?: number;
-  /** When `socPct` was last updated (epoch ms). */
+  /**
+   * When the car sent `socPct` (epoch ms). A driver never moves it on without a new figure from the car:
+   * how long a figure may be used is decided in the core (src/control/soc-tracker.ts).
+   */
   socAtMs?: number;
   /** Usable battery capacity, Wh, as the car reports it. */
   capacityWh?: number;
@@ -149,6 +152,16 @@ export interface VehicleState {
   maxChargeW?: number;
   /** The car's discharge power limit, W, positive magnitude; 0 or undefined = no discharge offered. */
   maxDischargeW?: number;
+  /**
+   * The discharge limit exactly as the CAR sent it, W, positive magnitude; undefined = the car sent none.
+   * Never filled from the charger's side: a car that sent nothing has not agreed to be discharged.
+   */
+  carDischargeLimitW?: number;
+  /**
+   * What the charger can export, W (e.g. EVerest hardware_capabilities export current × voltage × phases).
+   * A fact about the charger, not the car's consent; the core decides whether it may be used.
+   */
+  chargerExportCapabilityW?: number;
   /** Whether the session negotiated bidirectional power transfer (ISO 15118-20 BPT, CHAdeMO V2H). */
   bidirectional?: boolean;
   /** Departure time the car sent (epoch ms). */

@@ -36,11 +36,6 @@ export interface EverestVehicleLinkOptions {
   nominalVoltageV?: number;
   /** Phase count for that conversion; undefined or null = the bridge's phase counts, else 1. */
   phases?: number | null;
-  /**
-   * When the car sends no discharge power limit, stand in the charger's export current capability
-   * (hardware_capabilities.max_current_A_export × voltage × phases) for it (default true).
-   */
-  dischargeFromCapabilities?: boolean;
   /** Reconnect backoff bounds, ms (defaults 500 and 30000). */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
@@ -50,11 +45,6 @@ export interface EverestVehicleLinkOptions {
   garbageFaultAfter?: number;
   /** Re-send an unchanged power limit after this long, ms of the clock (default 10000). */
   limitRefreshMs?: number;
-  /**
-   * A session_info confirms the last SoC only while less than this car-side energy moved since the car
-   * sent it, Wh (default 1.5 % of the car's capacity, else 500 Wh).
-   */
-  socConfirmMaxWh?: number;
   clientId?: string;
 }
 
@@ -62,7 +52,7 @@ export interface EverestVehicleLinkOptions {
 export interface EverestVehicleState extends VehicleState {
   /** session_info.state as sent (e.g. `Charging`, `Unplugged`). */
   sessionState?: string;
-  /** When the last ev_info carrying `soc` arrived (epoch ms); `socAtMs` also advances on confirmations. */
+  /** When the last ev_info carrying `soc` arrived (epoch ms); the same as `socAtMs`. */
   socReportedAtMs?: number;
   /** ev_info.remaining_energy_needed, Wh. */
   remainingEnergyWh?: number;
@@ -115,7 +105,6 @@ export interface EverestLinkConfig {
   forwardLimit: boolean;
   nominalVoltageV?: number;
   phases?: number | null;
-  dischargeFromCapabilities?: boolean;
   connectTimeoutMs?: number;
 }
 
@@ -123,7 +112,6 @@ export interface EverestLinkConfig {
 export function everestOptionsFromConfig(c: EverestLinkConfig, clock: Clock, log?: LogFn): EverestVehicleLinkOptions {
   const o: EverestVehicleLinkOptions = { url: c.url, evseId: c.evseId, clock, forwardLimit: c.forwardLimit, phases: c.phases ?? undefined };
   if (c.nominalVoltageV !== undefined) o.nominalVoltageV = c.nominalVoltageV;
-  if (c.dischargeFromCapabilities !== undefined) o.dischargeFromCapabilities = c.dischargeFromCapabilities;
   if (c.connectTimeoutMs !== undefined) o.connectTimeoutMs = c.connectTimeoutMs;
   if (log) o.log = log;
   return o;
@@ -133,8 +121,8 @@ export class EverestVehicleLink implements VehicleLinkPort {
   readonly kind = 'vehicle' as const;
   readonly counters: EverestLinkCounters = { messages: 0, rejectedMessages: 0, droppedFields: 0, limitsPublished: 0, connects: 0 };
 
-  private readonly o: Required<Omit<EverestVehicleLinkOptions, 'log' | 'phases' | 'socConfirmMaxWh' | 'clientId'>> &
-    Pick<EverestVehicleLinkOptions, 'log' | 'phases' | 'socConfirmMaxWh' | 'clientId'>;
+  private readonly o: Required<Omit<EverestVehicleLinkOptions, 'log' | 'phases' | 'clientId'>> &
+    Pick<EverestVehicleLinkOptions, 'log' | 'phases' | 'clientId'>;
   private readonly root: string;
   private client?: MqttClient;
   private closing = false;
@@ -153,8 +141,6 @@ export class EverestVehicleLink implements VehicleLinkPort {
   private caps?: HardwareCapabilities;
   private socAtMs?: number;
   private socReportedAtMs?: number;
-  /** Car-side throughput (charged + discharged) when the car last sent its SoC. */
-  private socThroughputWh?: number;
   private disconnectedSinceMs?: number;
   private subscribeFault?: { sinceMs: number; cause: string };
   private consecutiveBad = 0;
@@ -170,7 +156,6 @@ export class EverestVehicleLink implements VehicleLinkPort {
       connectTimeoutMs: 5000,
       topicPrefix: 'everest_api',
       nominalVoltageV: 230,
-      dischargeFromCapabilities: true,
       reconnectMinMs: 500,
       reconnectMaxMs: 30_000,
       maxPayloadBytes: 65_536,
@@ -274,13 +259,15 @@ export class EverestVehicleLink implements VehicleLinkPort {
     if (maxSoc !== undefined) s.maxSocPct = maxSoc;
     const charge = ev.maxChargeW ?? this.chargeFromCurrents();
     if (charge !== undefined) s.maxChargeW = charge;
+    // facts only: what the car sent, and apart from it what the charger can export. Whether a car that
+    // sent no discharge limit may be discharged is the core's decision (vehicle.dischargeWithoutCarConsent)
     if (ev.maxDischargeW !== undefined) {
       s.maxDischargeW = ev.maxDischargeW;
+      s.carDischargeLimitW = ev.maxDischargeW;
       s.bidirectional = ev.maxDischargeW > 0;
-    } else if (this.o.dischargeFromCapabilities) {
-      const d = this.dischargeFromCurrents();
-      if (d !== undefined) s.maxDischargeW = d;
     }
+    const exportW = this.dischargeFromCurrents();
+    if (exportW !== undefined) s.chargerExportCapabilityW = exportW;
     return s;
   }
 
@@ -420,10 +407,11 @@ export class EverestVehicleLink implements VehicleLinkPort {
         usable = Object.keys(d.value).length > 0 || issues.length === 0;
         // EvseManager republishes the whole EVInfo on every change: a field it leaves out is gone
         this.ev = d.value;
+        // the SoC's time is when the car sent it, nothing else: how long it may be used, and with how
+        // much energy moved since, is for the core's SoC tracker to judge (src/control/soc-tracker.ts)
         if (d.value.socPct !== undefined) {
           this.socAtMs = now;
           this.socReportedAtMs = now;
-          this.socThroughputWh = this.throughputWh();
         }
         break;
       }
@@ -475,29 +463,7 @@ export class EverestVehicleLink implements VehicleLinkPort {
       this.ev = undefined;
       this.socAtMs = undefined;
       this.socReportedAtMs = undefined;
-      this.socThroughputWh = undefined;
-      return;
     }
-    // ev_info is sent on change only, so a live session_info confirms the last SoC, unless energy moved
-    // since the car sent it (the car may have stopped sending SoC while its battery kept changing)
-    if (st === undefined || !PLUGGED_STATES.has(st) || this.ev?.socPct === undefined) return;
-    const moved = this.throughputWh();
-    if (moved === undefined) return;
-    // the car's SoC came before any counter: take the first counters as its baseline
-    this.socThroughputWh ??= moved;
-    if (Math.abs(moved - this.socThroughputWh) <= this.socConfirmMaxWh()) this.socAtMs = now;
-  }
-
-  private socConfirmMaxWh(): number {
-    if (this.o.socConfirmMaxWh !== undefined) return this.o.socConfirmMaxWh;
-    const cap = this.ev?.capacityWh;
-    return cap !== undefined ? cap * 0.015 : 500;
-  }
-
-  private throughputWh(): number | undefined {
-    const s = this.session;
-    if (s?.chargedWh === undefined && s?.dischargedWh === undefined) return undefined;
-    return (s.chargedWh ?? 0) + (s.dischargedWh ?? 0);
   }
 
   private unusable(): void {
@@ -517,6 +483,7 @@ export class EverestVehicleLink implements VehicleLinkPort {
     return Math.round(Math.min(...a) * this.o.nominalVoltageV * phases);
   }
 
+  /** The charger's export capability, W: hardware_capabilities.max_current_A_export × voltage × phases. */
   private dischargeFromCurrents(): number | undefined {
     const a = this.caps?.maxExportA;
     if (a === undefined) return undefined;

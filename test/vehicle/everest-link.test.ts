@@ -102,14 +102,15 @@ describe('EverestVehicleLink with the simulated bridge on a real broker', () => 
     }
   });
 
-  it('an idle car keeps its SoC fresh through session_info; energy moving without a new SoC does not', async () => {
+  it("the car's SoC is trusted too long: its time is when the car sent it, session_info does not renew it", async () => {
     const r = await rig();
     try {
       await waitFor(() => r.link.state().socPct === 40, 'first SoC');
       const evBefore = r.bridge.published['var/ev_info'];
       for (let i = 0; i < 3; i++) await r.tick();
       assert.equal(r.bridge.published['var/ev_info'], evBefore, 'no ev_info while nothing changes');
-      assert.equal(r.link.state().socAtMs, r.clock.nowMs(), 'confirmed by session_info');
+      assert.ok(r.clock.nowMs() > T0_MS);
+      assert.equal(r.link.state().socAtMs, T0_MS, 'the time the car sent it');
       assert.equal(r.link.state().socReportedAtMs, T0_MS);
       // the car stops sending SoC while energy keeps flowing: the last figure must age
       r.bridge.omitSoc = true;
@@ -122,12 +123,26 @@ describe('EverestVehicleLink with the simulated bridge on a real broker', () => 
     }
   });
 
-  it('limit changes: the car lowers its limits; without car power limits the charger currents stand in', async () => {
+  it('consent to discharge is decided by a driver', async () => {
     const r = await rig({ iso20Fields: false });
     try {
       await waitFor(() => r.link.state().socPct === 40, 'first SoC');
-      // the car sends no discharge limit: 16 A × 230 V × 3 phases from hardware_capabilities
-      assert.equal(r.link.state().maxDischargeW, 16 * 230 * 3);
+      // the car sends no discharge limit: the link says so, and reports the charger's export capability
+      // (16 A × 230 V × 3 phases from hardware_capabilities) apart, as the charger's
+      const s = r.link.state();
+      assert.equal(s.maxDischargeW, undefined);
+      assert.equal(s.carDischargeLimitW, undefined);
+      assert.equal(s.chargerExportCapabilityW, 16 * 230 * 3);
+      assert.equal(s.bidirectional, undefined);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('limit changes: the car lowers its limits; without a car charge limit the charger currents stand in', async () => {
+    const r = await rig({ iso20Fields: false });
+    try {
+      await waitFor(() => r.link.state().socPct === 40, 'first SoC');
       assert.equal(r.link.state().bidirectional, undefined);
       assert.equal(r.link.state().minSocPct, undefined);
       r.car.maxChargeW = 7_000;
@@ -194,7 +209,8 @@ describe('EverestVehicleLink with the simulated bridge on a real broker', () => 
       await waitFor(() => r.link.state().socPct === 40, 'first SoC');
       await r.tick();
       const last = r.link.state();
-      assert.equal(last.socAtMs, r.clock.nowMs());
+      assert.equal(last.atMs, r.clock.nowMs());
+      assert.equal(last.socAtMs, T0_MS, 'when the car sent it');
       r.bridge.publishing = false;
       for (let i = 0; i < 40; i++) r.clock.advance(1000);
       await new Promise((res) => setTimeout(res, 100));
@@ -202,8 +218,8 @@ describe('EverestVehicleLink with the simulated bridge on a real broker', () => 
       const s = r.link.state();
       assert.equal(s.socAtMs, last.socAtMs);
       assert.equal(s.atMs, last.atMs);
-      assert.equal(s.socPct, 40, 'the figure stays, its age tells the core it is stale');
-      assert.ok(r.clock.nowMs() - (s.socAtMs ?? 0) >= 40_000);
+      assert.equal(s.socPct, 40, 'the figure stays; the link\'s age (atMs) tells the core it is stale');
+      assert.ok(r.clock.nowMs() - s.atMs >= 40_000);
     } finally {
       await r.stop();
     }
@@ -250,7 +266,7 @@ describe('EverestVehicleLink with the simulated bridge on a real broker', () => 
     const o = everestOptionsFromConfig(vl, clock);
     assert.deepEqual({ ...o, clock: undefined }, {
       url: 'mqtt://127.0.0.1:1883', evseId: 'evse_manager', clock: undefined, forwardLimit: false, phases: undefined,
-      nominalVoltageV: 230, dischargeFromCapabilities: true, connectTimeoutMs: 5000,
+      nominalVoltageV: 230, connectTimeoutMs: 5000,
     });
     assert.equal(new EverestVehicleLink(o).state().connected, false);
   });

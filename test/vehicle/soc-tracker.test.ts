@@ -13,6 +13,63 @@ import { EverestVehicleLink } from '../../hal/vehicle/everest.ts';
 import { startBroker, type TestBroker } from '../helpers/broker.ts';
 import { T0_MS, waitFor } from './helpers.ts';
 
+/** The tracking arithmetic on its own, without the age and throughput bounds (tested separately). */
+const UNBOUNDED = { maxAgeMs: Number.POSITIVE_INFINITY, maxThroughputPct: Number.POSITIVE_INFINITY };
+
+describe('one SoC for safety', () => {
+  it("the car's SoC is trusted too long", () => {
+    // 60 kWh, the car says 51 % and keeps saying it (whole percent) while 800 Wh leave the battery:
+    // the figure for safety is what is left, 51 − 800 / 60 000 × 100 = 49.67 %, below a 50 % floor
+    let r = updateSocTracker(initialSocTracker(60_000), { atMs: T0_MS, reportedSocPct: 51, reportedAtMs: T0_MS, carSideWh: 0 });
+    for (let i = 1; i <= 8; i++) r = updateSocTracker(r.state, { atMs: T0_MS + i * 1000, reportedSocPct: 51, reportedAtMs: T0_MS + i * 1000, carSideWh: -100 });
+    assert.ok(Math.abs((r.socPct ?? Number.NaN) - (51 - (800 / 60_000) * 100)) < 1e-9, `socPct ${r.socPct}`);
+    assert.equal(r.socSource, 'tracked');
+    // charging does not lift it above the car's own figure
+    r = updateSocTracker(r.state, { atMs: T0_MS + 9000, reportedSocPct: 51, reportedAtMs: T0_MS + 9000, carSideWh: 5000 });
+    assert.equal(r.socPct, 51);
+    assert.equal(r.socSource, 'vehicle');
+  });
+
+  it('with the capacity unknown, what went out is counted on the small 10 kWh assumption', () => {
+    let r = updateSocTracker(initialSocTracker(), { atMs: T0_MS, reportedSocPct: 60, carSideWh: 0 });
+    r = updateSocTracker(r.state, { atMs: T0_MS + 1000, reportedSocPct: 60, carSideWh: -500 });
+    assert.ok(Math.abs((r.socPct ?? Number.NaN) - 55) < 1e-9, `socPct ${r.socPct}`);
+  });
+
+  it('a figure is never fresher than the link: a silent bridge makes it stale', () => {
+    let r = updateSocTracker(initialSocTracker(60_000), { atMs: T0_MS, reportedSocPct: 70, reportedAtMs: T0_MS, linkAtMs: T0_MS, carSideWh: 0 });
+    assert.equal(r.socAtMs, T0_MS);
+    r = updateSocTracker(r.state, { atMs: T0_MS + 40_000, reportedSocPct: 70, reportedAtMs: T0_MS, linkAtMs: T0_MS + 39_000, carSideWh: 0 });
+    assert.equal(r.socAtMs, T0_MS + 39_000);
+    r = updateSocTracker(r.state, { atMs: T0_MS + 80_000, reportedSocPct: 70, reportedAtMs: T0_MS, linkAtMs: T0_MS + 39_000, carSideWh: 0 });
+    assert.equal(r.socAtMs, T0_MS + 39_000, 'the age runs from the last time the link heard anything');
+  });
+
+  it('a figure ages with time: past maxAgeMs since the car last sent it, no SoC', () => {
+    let r = updateSocTracker(initialSocTracker(60_000), { atMs: T0_MS, reportedSocPct: 70, reportedAtMs: T0_MS, carSideWh: 0 });
+    r = updateSocTracker(r.state, { atMs: T0_MS + 3600_000, reportedSocPct: 70, reportedAtMs: T0_MS, carSideWh: 0, maxAgeMs: 3600_000 });
+    assert.equal(r.socPct, 70);
+    r = updateSocTracker(r.state, { atMs: T0_MS + 3600_001, reportedSocPct: 70, reportedAtMs: T0_MS, carSideWh: 0, maxAgeMs: 3600_000 });
+    assert.deepEqual([r.socSource, r.socPct, r.expired, r.measuredAtMs], ['none', undefined, 'age', T0_MS]);
+    // the car sending its figure again (even the same one) makes it usable again
+    r = updateSocTracker(r.state, { atMs: T0_MS + 3700_000, reportedSocPct: 70, reportedAtMs: T0_MS + 3700_000, carSideWh: 0, maxAgeMs: 3600_000 });
+    assert.equal(r.socPct, 70);
+  });
+
+  it('a figure ages with throughput: past maxThroughputPct of the capacity moved since, no SoC', () => {
+    // 20 % of 50 kWh = 10 kWh either way, after the car's last figure change
+    let r = updateSocTracker(initialSocTracker(50_000), { atMs: T0_MS, reportedSocPct: 50, carSideWh: 0 });
+    r = updateSocTracker(r.state, { atMs: T0_MS + 1000, carSideWh: 6000, maxThroughputPct: 20 });
+    r = updateSocTracker(r.state, { atMs: T0_MS + 2000, carSideWh: -4000, maxThroughputPct: 20 });
+    assert.deepEqual([r.socSource, r.socPct], ['tracked', 54]);
+    r = updateSocTracker(r.state, { atMs: T0_MS + 3000, carSideWh: -1, maxThroughputPct: 20 });
+    assert.deepEqual([r.socSource, r.socPct, r.expired], ['none', undefined, 'throughput']);
+    // a new figure from the car starts a new count
+    r = updateSocTracker(r.state, { atMs: T0_MS + 4000, reportedSocPct: 53, carSideWh: 0, maxThroughputPct: 20 });
+    assert.deepEqual([r.socSource, r.socPct], ['vehicle', 53]);
+  });
+});
+
 describe('SoC tracker (pure)', () => {
   it('without a reported SoC ever and without capacity: none', () => {
     let s = initialSocTracker();
@@ -39,7 +96,7 @@ describe('SoC tracker (pure)', () => {
 
   it('the car reports: vehicle; reports stop: tracked from the last report; a new report re-anchors', () => {
     let r = updateSocTracker(initialSocTracker(50_000), { atMs: T0_MS, reportedSocPct: 40, reportedAtMs: T0_MS - 500, carSideWh: 0 });
-    assert.deepEqual([r.socSource, r.socPct, r.socAtMs], ['vehicle', 40, T0_MS - 500]);
+    assert.deepEqual([r.socSource, r.socPct, r.socAtMs, r.measuredAtMs], ['vehicle', 40, T0_MS, T0_MS - 500]);
     r = updateSocTracker(r.state, { atMs: T0_MS + 1000, carSideWh: 1000 });
     assert.deepEqual([r.socSource, r.socPct, r.socAtMs], ['tracked', 42, T0_MS + 1000]);
     r = updateSocTracker(r.state, { atMs: T0_MS + 2000, carSideWh: -2000 });
@@ -92,9 +149,11 @@ describe('SoC tracker (pure)', () => {
           s = r.state;
           if (r.socPct !== undefined) assert.ok(r.socPct >= 0 && r.socPct <= 100, `socPct ${r.socPct}`);
           if (r.trackedSocPct !== undefined) assert.ok(r.trackedSocPct >= 0 && r.trackedSocPct <= 100);
-          if (r.socSource === 'none') assert.ok(s.anchorSocPct === undefined || s.capacityWh === undefined);
+          if (r.socSource === 'none') assert.ok(s.anchorSocPct === undefined || s.capacityWh === undefined || r.expired !== undefined);
           else assert.notEqual(r.socPct, undefined);
           if (r.socSource === 'vehicle') assert.equal(r.socPct, st.reportedSocPct);
+          // one SoC for safety: never above what the car reports
+          if (r.socPct !== undefined && st.reportedSocPct !== undefined && st.reportedSocPct >= 0 && st.reportedSocPct <= 100) assert.ok(r.socPct <= st.reportedSocPct);
         });
       }),
       { numRuns: 300 },
@@ -112,7 +171,7 @@ describe('SoC tracker (pure)', () => {
           let sum = 0;
           let inside = true;
           deltas.forEach((d, i) => {
-            r = updateSocTracker(r.state, { atMs: T0_MS + (i + 1) * 1000, carSideWh: d });
+            r = updateSocTracker(r.state, { atMs: T0_MS + (i + 1) * 1000, carSideWh: d, ...UNBOUNDED });
             sum += d;
             const expected = anchor + (sum / cap) * 100;
             if (expected < 0 || expected > 100) inside = false;
@@ -130,9 +189,9 @@ describe('SoC tracker (pure)', () => {
     fc.assert(
       fc.property(fc.double({ min: 1_000, max: 100_000, noNaN: true }), fc.double({ min: 1, max: 5, noNaN: true }), (cap, overshoot) => {
         let r = updateSocTracker(initialSocTracker(cap), { atMs: T0_MS, reportedSocPct: 50, carSideWh: 0 });
-        r = updateSocTracker(r.state, { atMs: T0_MS + 1, carSideWh: cap * overshoot });
+        r = updateSocTracker(r.state, { atMs: T0_MS + 1, carSideWh: cap * overshoot, ...UNBOUNDED });
         assert.equal(r.socPct, 100);
-        r = updateSocTracker(r.state, { atMs: T0_MS + 2, carSideWh: -cap * 0.25 });
+        r = updateSocTracker(r.state, { atMs: T0_MS + 2, carSideWh: -cap * 0.25, ...UNBOUNDED });
         assert.ok(Math.abs(r.socPct! - 75) < 1e-6);
       }),
       { numRuns: 200 },
@@ -175,7 +234,7 @@ describe('SoC tracked over a full cycle of a car that sends no SoC', () => {
     let worst = 0;
     await fullCycle(car, (i) => {
       const cur = { chargedWh: car.chargedWh, dischargedWh: car.dischargedWh };
-      r = updateSocTracker(r.state, { atMs: T0_MS + (i + 1) * 60_000, carSideWh: sessionCounterDeltaWh(last, cur) });
+      r = updateSocTracker(r.state, { atMs: T0_MS + (i + 1) * 60_000, carSideWh: sessionCounterDeltaWh(last, cur), ...UNBOUNDED });
       last = cur;
       assert.equal(r.socSource, 'tracked');
       worst = Math.max(worst, Math.abs(r.socPct! - car.socPct));
@@ -223,7 +282,7 @@ describe('SoC tracked over a full cycle of a car that sends no SoC', () => {
           sawNoSoc ||= v.socPct === undefined;
           const cur = { chargedWh: v.chargedWh, dischargedWh: v.dischargedWh };
           // the runtime's tick: configured capacity (the car sends none in this session), the car's report if any
-          r = updateSocTracker(r.state, { atMs: clock.nowMs(), reportedSocPct: v.socPct, reportedAtMs: v.socAtMs, carSideWh: sessionCounterDeltaWh(prev, cur), capacityWh: 60_000 });
+          r = updateSocTracker(r.state, { atMs: clock.nowMs(), reportedSocPct: v.socPct, reportedAtMs: v.socAtMs, carSideWh: sessionCounterDeltaWh(prev, cur), capacityWh: 60_000, ...UNBOUNDED });
           prev = cur;
           worst = Math.max(worst, Math.abs(r.socPct! - car.socPct));
         });
