@@ -2,11 +2,16 @@
  * `wallbox simulate`: the real control core and runtime, driven by a simulated home under the virtual
  * clock, as fast as the CPU allows. Scenario format: contract §3.1, additions in docs/simulation.md.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { Ajv } from 'ajv';
 import { join } from 'node:path';
 import { VirtualClock } from '../hal/sim/virtual-clock.ts';
 import { SimSite } from '../hal/sim/site.ts';
+import { Incarnation } from '../hal/sim/incarnation.ts';
+import type { Ports } from '../hal/ports.ts';
+import type { OutageRecord, UnsafeClose } from '../hal/sim/safety-monitor.ts';
+import { openStore, type Store } from './store/index.ts';
 import { ConfigError, PROJECT_ROOT, loadConfig } from './config/load.ts';
 import type { Config } from './config/types.ts';
 import type { DispatchResponse, Plan, Snapshot } from './control/types.ts';
@@ -26,6 +31,12 @@ export interface ScenarioEvent {
   contactorStuck?: 'closed' | 'open' | null;
   linkFrozen?: boolean;
   inverterFrozen?: boolean;
+  /** The runtime is killed (no cleanup) and built again from its store; the devices keep their state. */
+  restart?: true;
+  /** Every call to the inverter takes its full timeout and then fails (true), or it answers again (false). */
+  inverterHangs?: boolean;
+  /** The SunSpec 701 alarm bits the inverter reports from now on (`[]` clears them). */
+  inverterAlarm?: string[];
 }
 
 export interface Scenario {
@@ -34,7 +45,7 @@ export interface Scenario {
   timezone?: string;
   tickS?: number;
   vehicle?: { capacityWh?: number; socPct?: number; maxChargeW?: number; maxDischargeW?: number; connected?: boolean; bidirectional?: boolean; reportsSoc?: boolean; minSocPct?: number; taperStartPct?: number };
-  inverter?: { ratedW?: number; efficiency?: number; islandCapable?: boolean };
+  inverter?: { ratedW?: number; efficiency?: number; islandCapable?: boolean; formingExitDelayMs?: number; hangMs?: number };
   config?: Record<string, unknown>;
   houseLoadW?: number | [number, number][];
   sheddableLoadsW?: number[];
@@ -78,6 +89,16 @@ export interface SimulationSummary {
   modes: Record<string, number>;
   events: number;
   ticks: number;
+  /** Physical counters (invariant 5), from the simulated devices, never from the plans. */
+  unsafeContactorCloses: number;
+  backfeedS: number;
+  islandings: number;
+  maxGridLossToContactorOpenMs: number | null;
+  /** Seconds the grid was there and the house had neither it nor the car. */
+  darkWithGridS: number;
+  /** The physical state at the end: grid, the contactor's main contact, the inverter forming. */
+  final: { gridUp: boolean; contactClosed: boolean; gridForming: boolean };
+  restarts: number;
   wallMs: number;
 }
 
@@ -89,6 +110,8 @@ export interface SimulationResult {
   /** Every actuator command in order, for sequence checks. */
   site: SimSite;
   config: Config;
+  /** What the safety monitor saw: why each unsafe close was unsafe, and each outage's contactor timing. */
+  safety: { unsafeCloses: UnsafeClose[]; outages: OutageRecord[] };
 }
 
 let scenarioValidator: ReturnType<Ajv['compile']> | undefined;
@@ -119,6 +142,9 @@ export function parseScenario(input: unknown, source = '(scenario)'): Scenario {
   }
   (sc.events ?? []).forEach((e, i) => {
     if (e.at > sc.durationS) problems.push(`events.${i}.at: ${e.at} is after durationS (${sc.durationS})`);
+    (e.inverterAlarm ?? []).forEach((name, j) => {
+      if (!alarmSymbols().includes(name)) problems.push(`events.${i}.inverterAlarm.${j}: "${name}" is not a SunSpec 701 alarm (one of ${alarmSymbols().join(', ')})`);
+    });
     if (e.dispatch) {
       // the same validation as a dispatch arriving over MQTT (times are checked against the scenario's clock when it runs)
       const r = parseDispatchPayload(Buffer.from(JSON.stringify(e.dispatch)), { nowMs: scenarioStartMs(sc) + e.at * 1000, source: 'scenario' });
@@ -127,6 +153,31 @@ export function parseScenario(input: unknown, source = '(scenario)'): Scenario {
   });
   if (problems.length) throw new ConfigError(problems, source);
   return sc;
+}
+
+let alarmNames: string[] | undefined;
+
+/** The SunSpec 701 `Alrm` symbols, from the model definition the driver uses. */
+export function alarmSymbols(): string[] {
+  if (!alarmNames) {
+    const model = JSON.parse(readFileSync(join(PROJECT_ROOT, 'hal/inverter/sunspec/models/model_701.json'), 'utf8')) as { group: ModelGroup };
+    const find = (g: ModelGroup): string[] | undefined => {
+      const p = g.points?.find((x) => x.name === 'Alrm');
+      if (p?.symbols) return p.symbols.map((x) => x.name);
+      for (const sub of g.groups ?? []) {
+        const r = find(sub);
+        if (r) return r;
+      }
+      return undefined;
+    };
+    alarmNames = find(model.group) ?? [];
+  }
+  return alarmNames;
+}
+
+interface ModelGroup {
+  points?: { name: string; symbols?: { name: string }[] }[];
+  groups?: ModelGroup[];
 }
 
 const processStartMs = Math.floor(Date.now() / 1000) * 1000;
@@ -152,6 +203,80 @@ export function loadScenarioFile(path: string): Scenario {
   return parseScenario(json, path);
 }
 
+/**
+ * The controlling process as the simulation sees it: the runtime of the current incarnation, its store,
+ * and a way to kill it and build it again (a restart) while the simulated devices keep their state.
+ */
+export class SimulatedProcess {
+  runtime!: Runtime;
+  restarts = 0;
+  private incarnation!: Incarnation;
+  private starting?: Promise<void>;
+  private readonly stores: Store[] = [];
+  private readonly dir: string;
+  private readonly storePath: string;
+
+  constructor(
+    private readonly site: SimSite,
+    private readonly build: (ports: Ports, store: Store) => Runtime,
+    private readonly timezone: string | null,
+  ) {
+    this.dir = mkdtempSync(join(tmpdir(), 'wallbox-sim-'));
+    this.storePath = join(this.dir, 'wallbox.db');
+  }
+
+  /** Open the store and start the first runtime (returns once it has started). */
+  async start(): Promise<void> {
+    this.spawn();
+    await this.starting;
+  }
+
+  private spawn(): void {
+    this.incarnation = new Incarnation(this.site.clock);
+    const store = openStore(this.storePath, { timezone: this.timezone });
+    this.stores.push(store);
+    this.runtime = this.build(this.incarnation.ports(this.site.ports(this.incarnation.clock)), this.incarnation.store(store));
+    const starting = this.runtime.start().finally(() => {
+      if (this.starting === starting) this.starting = undefined;
+    });
+    this.starting = starting;
+  }
+
+  /** Kill the running process without any cleanup and start a new one on the same store file. */
+  restart(): void {
+    this.incarnation.kill();
+    this.restarts++;
+    this.spawn();
+  }
+
+  /** Run `fn` against the runtime once it has started (a process takes no input before it is up). */
+  whenStarted(fn: (r: Runtime) => void): void {
+    const r = this.runtime;
+    if (this.starting) void this.starting.then(() => this.runtime === r && fn(r));
+    else fn(r);
+  }
+
+  /** Resolves once the current runtime has started and no tick is running or queued. */
+  async settled(): Promise<void> {
+    if (this.starting) await this.starting;
+    await this.runtime.settled();
+  }
+
+  /** Stop the current runtime cleanly; drive the clock while it needs it (a port may wait on it). */
+  async stop(clock: VirtualClock): Promise<void> {
+    const stopping = this.settled().then(() => this.runtime.stop());
+    await driveUntil(clock, stopping);
+    for (const st of this.stores) {
+      try {
+        st.close();
+      } catch {
+        // a store a killed process left behind: its file is closed with the last one
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
 /** Run a scenario to the end under the virtual clock. */
 export async function runScenario(sc: Scenario, opts: { name?: string } = {}): Promise<SimulationResult> {
   const wallStart = performance.now();
@@ -167,16 +292,23 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
   });
   const clock = new VirtualClock(startMs);
   const v = sc.vehicle ?? {};
+  const inverterCfg = config.inverter as { timeoutMs?: number; retries?: number };
   const site = new SimSite({
     clock,
     vehicle: {
       capacityWh: v.capacityWh ?? 40000, socPct: v.socPct ?? 80, maxChargeW: v.maxChargeW ?? 11000, maxDischargeW: v.maxDischargeW ?? 11000,
       connected: v.connected ?? true, bidirectional: v.bidirectional ?? true, minSocPct: v.minSocPct, taperStartPct: v.taperStartPct,
     },
-    inverter: { ratedW: sc.inverter?.ratedW ?? 11000, efficiency: sc.inverter?.efficiency ?? 0.95, islandCapable: sc.inverter?.islandCapable },
+    inverter: {
+      ratedW: sc.inverter?.ratedW ?? 11000, efficiency: sc.inverter?.efficiency ?? 0.95, islandCapable: sc.inverter?.islandCapable,
+      formingExitDelayMs: sc.inverter?.formingExitDelayMs,
+      // a hanging device costs the driver its whole timeout on every try
+      hangMs: sc.inverter?.hangMs ?? (inverterCfg.timeoutMs ?? 1000) * ((inverterCfg.retries ?? 1) + 1),
+    },
     houseLoadW: sc.houseLoadW ?? 0,
     sheddableLoadsW: sc.sheddableLoadsW,
     contactorDelayMs: sc.contactorDelayMs ?? 50,
+    reconnectDelayS: config.backup.reconnectDelayS,
   });
   if (v.reportsSoc === false) site.link.faults.noSoc = true;
 
@@ -188,6 +320,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
   const departures: SimulationSummary['departures'] = [];
   let minSoc = site.car.socPct;
   let floorBreaches = 0;
+  let ticks = 0;
   let lastDepartureMs: number | undefined;
   let lastTarget = config.vehicle.targetSocPct;
   const sampleEveryS = sc.sampleS ?? Math.max(tickS, Math.ceil(sc.durationS / 1500));
@@ -196,6 +329,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
   const onTick = (plan: Plan, s: Snapshot) => {
     const now = clock.nowMs();
     const soc = site.car.socPct;
+    ticks++;
     minSoc = Math.min(minSoc, soc);
     modes[plan.mode] = (modes[plan.mode] ?? 0) + 1;
     // a breach: the car still giving energy while below the floor that applies (tolerance: one tick's energy)
@@ -221,25 +355,33 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     }
   };
 
-  const runtime = new Runtime({
-    ports: site.ports(),
-    config,
-    onTick,
-    onResponse: (r) => {
-      responses.push({ ...r, atS: (clock.nowMs() - startMs) / 1000 });
-      dispatchFinal.set(r.id, r);
-    },
-    onEvent: (e, atMs) => eventLog.push({ atS: (atMs - startMs) / 1000, ...e }),
-  });
+  const proc = new SimulatedProcess(
+    site,
+    (ports, store) =>
+      new Runtime({
+        ports,
+        config,
+        store,
+        onTick,
+        onResponse: (r) => {
+          responses.push({ ...r, atS: (clock.nowMs() - startMs) / 1000 });
+          dispatchFinal.set(r.id, r);
+        },
+        onEvent: (e, atMs) => eventLog.push({ atS: (atMs - startMs) / 1000, ...e }),
+      }),
+    config.timezone ?? null,
+  );
 
   const events = [...(sc.events ?? [])].map((e, i) => ({ ...e, i })).sort((a, b) => a.at - b.at || a.i - b.i);
-  for (const e of events) clock.setTimer(() => applyEvent(e, site, runtime, clock), e.at * 1000);
+  for (const e of events) clock.setTimer(() => applyEvent(e, site, proc, clock), e.at * 1000);
   site.startPhysics(tickS * 1000);
-  await runtime.start();
+  await driveUntil(clock, proc.start());
 
-  await runVirtual(clock, runtime, startMs + sc.durationS * 1000);
-  await runtime.stop();
+  await runVirtual(clock, proc, startMs + sc.durationS * 1000);
   site.stopPhysics();
+  const safety = { ...site.monitor.counters(), final: site.monitor.state() };
+  await proc.stop(clock);
+  site.inverter.dispose();
 
   const t = site.totals;
   const summary: SimulationSummary = {
@@ -261,35 +403,86 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     departures,
     modes,
     events: eventLog.length,
-    ticks: runtime.status().ticks,
+    ticks,
+    ...safety,
+    restarts: proc.restarts,
     wallMs: Math.round(performance.now() - wallStart),
   };
-  return { summary, samples, responses, eventLog, site, config };
+  return { summary, samples, responses, eventLog, site, config, safety: { unsafeCloses: site.monitor.unsafeCloses.toArray(), outages: site.monitor.outages.toArray() } };
+}
+
+/** Something that can say when the runtime has nothing left to do (a Runtime, or a SimulatedProcess). */
+export interface Settles {
+  settled(): Promise<void>;
+}
+
+/**
+ * Let the runtime finish whatever does not wait on the virtual clock: at once when it is idle, else
+ * for one turn of the event loop (every promise chain of in-process devices and the synchronous store
+ * completes within it). What is still pending after that waits on a virtual timer, which only moving
+ * the clock can fire; awaiting it here would never return.
+ */
+async function settle(target: Settles): Promise<void> {
+  let idle = false;
+  void target.settled().then(() => {
+    idle = true;
+  });
+  // a tick against in-process devices takes a few dozen promise hops; an event-loop turn costs more
+  for (let i = 0; i < 64 && !idle; i++) await Promise.resolve();
+  if (!idle) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
 /**
  * Advance the virtual clock to `endMs` one due timer at a time, letting the runtime settle after each,
- * so debounce delays, contactor feedback and the tick interleave as they would in real time.
+ * so debounce delays, contactor feedback, port timeouts and the tick interleave as they would in real time.
  */
-export async function runVirtual(clock: VirtualClock, runtime: Runtime, endMs: number): Promise<void> {
+export async function runVirtual(clock: VirtualClock, runtime: Settles, endMs: number): Promise<void> {
+  await settle(runtime);
   // bounded: every pass fires at least one timer and the clock never goes back
   for (let guard = 0; guard < 50_000_000; guard++) {
     const due = clock.nextDueMs();
     if (due === undefined || due > endMs) break;
     clock.advanceTo(due);
-    await runtime.settled();
+    await settle(runtime);
   }
   clock.advanceTo(endMs);
-  await runtime.settled();
+  await settle(runtime);
 }
 
-function applyEvent(e: ScenarioEvent, site: SimSite, runtime: Runtime, clock: VirtualClock): void {
+/** Move the clock timer by timer until `p` settles (a start or stop that waits on a port's timeout). */
+async function driveUntil(clock: VirtualClock, p: Promise<unknown>, maxAdvanceMs = 600_000): Promise<void> {
+  let done = false;
+  const watched = p.then(
+    () => {
+      done = true;
+    },
+    (e) => {
+      done = true;
+      throw e;
+    },
+  );
+  const limitMs = clock.nowMs() + maxAdvanceMs;
+  for (let guard = 0; guard < 1_000_000 && !done; guard++) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (done) break;
+    const due = clock.nextDueMs();
+    if (due === undefined || due > limitMs) break;
+    clock.advanceTo(due);
+  }
+  await watched;
+}
+
+function applyEvent(e: ScenarioEvent, site: SimSite, proc: SimulatedProcess, clock: VirtualClock): void {
   const now = clock.nowMs();
+  if (e.restart) {
+    proc.restart();
+    return;
+  }
   if (e.dispatch) {
     const r = parseDispatchPayload(Buffer.from(JSON.stringify(e.dispatch)), { nowMs: now, source: 'scenario' });
-    if (r.ok) runtime.submit(r.command);
+    if (r.ok) proc.whenStarted((rt) => rt.submit(r.command));
   }
-  if (e.cancel) runtime.submit({ kind: 'cancel', id: e.cancel, receivedMs: now, source: 'scenario' });
+  if (e.cancel) proc.whenStarted((rt) => rt.submit({ kind: 'cancel', id: e.cancel!, receivedMs: now, source: 'scenario' }));
   if (e.gridDown) site.setGrid(false);
   if (e.gridUp) site.setGrid(true);
   if (e.unplug) site.car.connected = false;
@@ -301,10 +494,12 @@ function applyEvent(e: ScenarioEvent, site: SimSite, runtime: Runtime, clock: Vi
     }
   }
   if (e.estop !== undefined) site.pressEStop(e.estop);
-  if (e.contactorStuck !== undefined) site.feedbackStuck = e.contactorStuck === null ? undefined : e.contactorStuck === 'closed' ? 1 : 0;
+  if (e.contactorStuck !== undefined) site.stickContactor(e.contactorStuck ?? undefined);
   if (e.linkFrozen !== undefined) site.link.faults.frozen = e.linkFrozen;
   if (e.inverterFrozen !== undefined) site.inverter.faults.frozen = e.inverterFrozen;
-  runtime.requestTick();
+  if (e.inverterHangs !== undefined) site.inverter.faults.hang = e.inverterHangs;
+  if (e.inverterAlarm !== undefined) site.inverter.faults.alarms = [...e.inverterAlarm];
+  proc.whenStarted((rt) => rt.requestTick());
 }
 
 function round1(x: number): number {
@@ -319,6 +514,7 @@ export function formatSummary(s: SimulationSummary): string {
     `SoC          min ${s.minSocPct} %, final ${s.finalSocPct} %, floor breaches ${s.floorBreaches}`,
     `outage       ${s.outageS} s, served ${s.outageServedS} s (${s.hoursCovered} h), unserved ${s.unservedWh} Wh (essential ${s.essentialUnservedWh} Wh)`,
     `modes        ${Object.entries(s.modes).map(([m, n]) => `${m} ${n}`).join(', ')}`,
+    `islanding    ${s.islandings} islandings, unsafe contactor closes ${s.unsafeContactorCloses}, backfeed ${s.backfeedS} s, grid loss to contactor open max ${s.maxGridLossToContactorOpenMs ?? '-'} ms, dark with the grid up ${s.darkWithGridS} s${s.restarts ? `, ${s.restarts} restarts` : ''}`,
   ];
   for (const d of s.dispatches) lines.push(`dispatch     ${d.id}: ${d.status}${d.reason ? ` (${d.reason})` : ''}${d.deliveredWh !== null ? `, delivered ${d.deliveredWh} Wh` : ''}`);
   for (const d of s.departures) lines.push(`departure    ${d.at}: SoC ${d.socPct} % (target ${d.targetPct} %)`);

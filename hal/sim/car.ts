@@ -3,6 +3,7 @@
  * Deterministic: the battery only changes in `step()`, which the simulated site calls under the clock.
  */
 import type { Clock, PortFault, Unsubscribe, VehicleLinkPort, VehicleState } from '../ports.ts';
+import { BoundedLog } from './bounded-log.ts';
 
 export interface SimCarOptions {
   capacityWh: number;
@@ -100,14 +101,18 @@ export interface SimLinkFaults {
 export class SimVehicleLink implements VehicleLinkPort {
   readonly kind = 'vehicle' as const;
   faults: SimLinkFaults = {};
-  /** Power limits forwarded by the runtime, in order. */
-  readonly forwardedLimitsW: number[] = [];
+  private readonly forwarded = new BoundedLog<number>(1024);
   private last?: VehicleState;
   private listeners = new Set<() => void>();
   private wasConnected: boolean;
 
   constructor(private car: SimCar, private clock: Clock) {
     this.wasConnected = car.connected;
+  }
+
+  /** The most recent power limits forwarded by the runtime (bounded), in order. */
+  get forwardedLimitsW(): number[] {
+    return this.forwarded.toArray();
   }
 
   async open(): Promise<void> {
@@ -145,7 +150,7 @@ export class SimVehicleLink implements VehicleLinkPort {
   }
 
   async setPowerLimitW(powerW: number): Promise<void> {
-    this.forwardedLimitsW.push(powerW);
+    this.forwarded.push(powerW);
   }
 
   async close(): Promise<void> {

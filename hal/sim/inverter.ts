@@ -5,6 +5,15 @@
  */
 import type { Clock, InverterOperatingState, InverterPort, InverterReading, InverterState, PortFault, Unsubscribe } from '../ports.ts';
 import type { SimCar } from './car.ts';
+import { BoundedLog } from './bounded-log.ts';
+
+/**
+ * Time a simulated home's inverter takes to leave grid-forming once told to, ms (SimSite's default;
+ * a bare SimInverter, as the driver tests use it, leaves at once unless given a delay).
+ */
+export const DEFAULT_FORMING_EXIT_DELAY_MS = 200;
+/** Default time a call takes when the inverter hangs (the driver's timeout × tries), ms. */
+export const DEFAULT_HANG_MS = 2000;
 
 export interface SimInverterOptions {
   ratedW: number;
@@ -12,6 +21,17 @@ export interface SimInverterOptions {
   maxChargeW?: number;
   maxDischargeW?: number;
   islandCapable?: boolean;
+  /**
+   * Time the power stage keeps forming after `setGridForming(false)`, ms: a real inverter ramps its
+   * island down and hands over to grid-following over a few cycles to a few hundred ms, and only a
+   * reading taken after that says it stopped. Default 0 here; the simulated home uses
+   * {@link DEFAULT_FORMING_EXIT_DELAY_MS}.
+   */
+  formingExitDelayMs?: number;
+  /** How long each call takes when the inverter hangs (`faults.hang`), ms, before it fails. */
+  hangMs?: number;
+  /** How many commands `commands` keeps (the most recent). */
+  logCapacity?: number;
 }
 
 /** What the electrical surroundings look like during one step (set by the simulated site). */
@@ -27,6 +47,13 @@ export interface SimInverterFaults {
   frozen?: boolean;
   /** The port reports this fault. */
   fault?: PortFault;
+  /**
+   * The device stops answering: every call takes `hangMs` and then fails (a timeout fault, the command
+   * not taken). Its power stage keeps doing what it was last told.
+   */
+  hang?: boolean;
+  /** 701 Alrm bits the device reports on top of those its own physics sets (SunSpec symbols). */
+  alarms?: string[];
 }
 
 export class SimInverter implements InverterPort {
@@ -38,7 +65,10 @@ export class SimInverter implements InverterPort {
   readonly islandCapable: boolean;
   /** Commanded active power, W, positive into the car. */
   setpointW = 0;
+  /** The power stage is forming the grid now (lags `setGridForming(false)` by the exit delay). */
   gridForming = false;
+  readonly formingExitDelayMs: number;
+  readonly hangMs: number;
   /** AC power flowing now, W, positive into the car. */
   acPowerW = 0;
   /** Lifetime AC energy counters, Wh (SunSpec TotWhAbs / TotWhInj). */
@@ -50,12 +80,17 @@ export class SimInverter implements InverterPort {
   /** Island load that could not be served in the last step, W. */
   unservedW = 0;
   faults: SimInverterFaults = {};
-  /** Every command in order, for tests that check actuation order. */
-  readonly commands: { atMs: number; kind: 'setpoint' | 'gridForming'; value: number | boolean }[] = [];
+  /** The most recent commands the device took, in order, for tests that check actuation order. */
+  private readonly commandLog: BoundedLog<{ atMs: number; kind: 'setpoint' | 'gridForming'; value: number | boolean }>;
   /** Called after every command is taken, for logs that order commands across devices. */
   onCommand?: (kind: 'setpoint' | 'gridForming', value: number | boolean) => void;
+  /** Called when the power stage starts or stops forming (for the site's safety monitor). */
+  onFormingChange?: (forming: boolean) => void;
   private reading?: InverterReading;
   private listeners = new Set<() => void>();
+  private exitTimer: unknown;
+  /** A call that did not answer: reported until the device answers again. */
+  private commFault?: PortFault;
 
   constructor(o: SimInverterOptions, private car: SimCar, private clock: Clock) {
     this.ratedW = o.ratedW;
@@ -63,6 +98,35 @@ export class SimInverter implements InverterPort {
     this.maxChargeW = o.maxChargeW ?? o.ratedW;
     this.maxDischargeW = o.maxDischargeW ?? o.ratedW;
     this.islandCapable = o.islandCapable ?? true;
+    this.formingExitDelayMs = o.formingExitDelayMs ?? 0;
+    this.hangMs = o.hangMs ?? DEFAULT_HANG_MS;
+    if (!(this.formingExitDelayMs >= 0) || !(this.hangMs >= 0)) throw new Error(`SimInverter: formingExitDelayMs and hangMs must be >= 0 (got ${o.formingExitDelayMs}, ${o.hangMs})`);
+    this.commandLog = new BoundedLog(o.logCapacity ?? 4096);
+  }
+
+  /** The most recent commands taken (bounded), oldest first. */
+  get commands(): { atMs: number; kind: 'setpoint' | 'gridForming'; value: number | boolean }[] {
+    return this.commandLog.toArray();
+  }
+
+  /** Commands taken since the inverter was made (including those no longer held in `commands`). */
+  get commandCount(): number {
+    return this.commandLog.total;
+  }
+
+  /** The alarm bits the device reports: its own and the injected ones. */
+  reportedAlarms(): string[] {
+    return [...new Set([...this.alarms, ...(this.faults.alarms ?? [])])].sort();
+  }
+
+  private setForming(on: boolean): void {
+    if (this.exitTimer !== undefined) {
+      this.clock.clearTimer(this.exitTimer);
+      this.exitTimer = undefined;
+    }
+    if (this.gridForming === on) return;
+    this.gridForming = on;
+    this.onFormingChange?.(on);
   }
 
   /** Advance the power stage by `dtS` seconds under the given bus conditions. */
@@ -108,7 +172,7 @@ export class SimInverter implements InverterPort {
   private trip(alarm: string): void {
     this.alarms.add(alarm);
     this.operatingState = 'fault';
-    this.gridForming = false;
+    this.setForming(false);
     this.acPowerW = 0;
     for (const l of [...this.listeners]) l();
   }
@@ -122,10 +186,40 @@ export class SimInverter implements InverterPort {
   // --- InverterPort ---------------------------------------------------------------------------
 
   async open(): Promise<void> {
+    if (this.faults.hang) {
+      await this.clock.sleep(this.hangMs);
+      throw new Error(`simulated inverter: no answer within ${this.hangMs} ms`);
+    }
     await this.refresh();
   }
 
+  /**
+   * When hanging: wait the full timeout and record the fault (the call is then not taken). A device that
+   * answers again clears it. Synchronous when not hanging, so a call takes effect at once as before.
+   */
+  private answering(): boolean {
+    if (this.faults.hang) return false;
+    if (this.commFault) {
+      this.commFault = undefined;
+      this.notify();
+    }
+    return true;
+  }
+
+  private async timeOut(what: string): Promise<void> {
+    await this.clock.sleep(this.hangMs);
+    if (!this.commFault) {
+      this.commFault = { code: 'timeout', message: `simulated inverter: ${what} not answered within ${this.hangMs} ms`, sinceMs: this.clock.nowMs() };
+      this.notify();
+    }
+  }
+
+  private notify(): void {
+    for (const l of [...this.listeners]) l();
+  }
+
   async refresh(): Promise<void> {
+    if (!this.answering()) return this.timeOut('read');
     if (this.faults.frozen && this.reading) return;
     this.reading = {
       atMs: this.clock.nowMs(),
@@ -135,7 +229,7 @@ export class SimInverter implements InverterPort {
       connected: this.connected,
       gridForming: this.gridForming,
       state: this.operatingState,
-      alarms: [...this.alarms].sort(),
+      alarms: this.reportedAlarms(),
       setpointW: this.setpointW,
     };
   }
@@ -150,26 +244,44 @@ export class SimInverter implements InverterPort {
         islandCapable: this.islandCapable,
       },
       reading: this.reading,
-      fault: this.faults.fault,
+      fault: this.faults.fault ?? this.commFault,
     };
   }
 
   async setPowerW(powerW: number): Promise<void> {
-    this.commands.push({ atMs: this.clock.nowMs(), kind: 'setpoint', value: powerW });
+    if (!this.answering()) return this.timeOut('setpoint write');
+    this.commandLog.push({ atMs: this.clock.nowMs(), kind: 'setpoint', value: powerW });
     this.onCommand?.('setpoint', powerW);
     this.setpointW = Math.max(-this.maxDischargeW, Math.min(this.maxChargeW, powerW));
   }
 
   async setGridForming(on: boolean): Promise<void> {
-    this.commands.push({ atMs: this.clock.nowMs(), kind: 'gridForming', value: on });
+    if (!this.answering()) return this.timeOut('grid-forming write');
+    this.commandLog.push({ atMs: this.clock.nowMs(), kind: 'gridForming', value: on });
     this.onCommand?.('gridForming', on);
     if (on && !this.islandCapable) return;
-    this.gridForming = on;
-    if (!on && this.operatingState === 'running' && this.setpointW === 0) this.operatingState = 'standby';
+    if (on) {
+      this.setForming(true);
+      return;
+    }
+    if (!this.gridForming || this.exitTimer !== undefined) return;
+    const stop = () => {
+      this.exitTimer = undefined;
+      this.setForming(false);
+      if (this.operatingState === 'running' && this.setpointW === 0) this.operatingState = 'standby';
+    };
+    if (this.formingExitDelayMs === 0) stop();
+    else this.exitTimer = this.clock.setTimer(stop, this.formingExitDelayMs);
   }
 
   async close(): Promise<void> {
     this.listeners.clear();
+  }
+
+  /** The power stage's own timers end (the simulation is over). */
+  dispose(): void {
+    if (this.exitTimer !== undefined) this.clock.clearTimer(this.exitTimer);
+    this.exitTimer = undefined;
   }
 
   onChange(listener: () => void): Unsubscribe {

@@ -1,17 +1,27 @@
 /** Stand-in digital lines: the same edge semantics as the board's lines, driven from code. */
 import type { Unsubscribe } from '../ports.ts';
 import type { DigitalLine, Level } from '../gpio/lines.ts';
+import { BoundedLog } from './bounded-log.ts';
 
 export class SimLine implements DigitalLine {
   private level: Level;
   private listeners = new Set<(level: Level) => void>();
-  /** Every write, in order, for tests that check actuation order. */
-  readonly writes: Level[] = [];
+  private readonly writeLog = new BoundedLog<Level>(4096);
   /** When set, write() rejects with this error (a line that broke). */
   failWith?: Error;
 
   constructor(readonly name: string, initial: Level = 0) {
     this.level = initial;
+  }
+
+  /** The most recent writes (bounded), oldest first, for tests that check actuation order. */
+  get writes(): Level[] {
+    return this.writeLog.toArray();
+  }
+
+  /** Writes since the line was made. */
+  get writeCount(): number {
+    return this.writeLog.total;
   }
 
   read(): Level {
@@ -20,7 +30,7 @@ export class SimLine implements DigitalLine {
 
   async write(level: Level): Promise<void> {
     if (this.failWith) throw this.failWith;
-    this.writes.push(level);
+    this.writeLog.push(level);
     this.set(level);
   }
 

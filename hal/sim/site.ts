@@ -6,8 +6,10 @@
 import type { Clock, Ports, SiteMeterPort, SiteMeterState } from '../ports.ts';
 import { LineEStop, LineGridSense, LineRelays } from '../gpio/lines.ts';
 import { SimCar, SimVehicleLink, type SimCarOptions } from './car.ts';
-import { SimInverter, type SimInverterOptions } from './inverter.ts';
+import { DEFAULT_FORMING_EXIT_DELAY_MS, SimInverter, type SimInverterOptions } from './inverter.ts';
 import { SimLine } from './lines.ts';
+import { BoundedLog } from './bounded-log.ts';
+import { SafetyMonitor } from './safety-monitor.ts';
 
 export type LoadProfile = number | [atS: number, powerW: number][];
 
@@ -22,6 +24,18 @@ export interface SimSiteOptions {
   /** Time the contactor's auxiliary contact takes to follow the command, ms. */
   contactorDelayMs?: number;
   gridSenseDebounceMs?: number;
+  /** Reconnect delay the safety monitor judges contactor closes against, s (default 300). */
+  reconnectDelayS?: number;
+}
+
+/** A contactor that no longer follows its coil: welded closed, or unable to close. */
+export type ContactorStuck = 'closed' | 'open';
+
+export interface Actuation {
+  atMs: number;
+  what: 'setpoint' | 'gridForming' | 'contactor' | 'tier';
+  value: number | boolean;
+  tier?: number;
 }
 
 export interface SiteTotals {
@@ -61,10 +75,12 @@ export class SimSite {
   readonly lines: { gridSense: SimLine; contactor: SimLine; contactorFeedback: SimLine; loadTiers: SimLine[]; estop: SimLine };
   readonly sheddableLoadsW: number[];
   gridUp = true;
-  /** When set, the contactor's feedback contact is stuck at this level (welded or broken contact). */
-  feedbackStuck?: 0 | 1;
-  /** Every actuator command in the order it happened: inverter setpoint/grid-forming, contactor, tiers. */
-  readonly actuations: { atMs: number; what: 'setpoint' | 'gridForming' | 'contactor' | 'tier'; value: number | boolean; tier?: number }[] = [];
+  /** What physically happened (invariant 5), from the devices' state. */
+  readonly monitor: SafetyMonitor;
+  private readonly actuationLog = new BoundedLog<Actuation>(4096);
+  /** The main contact's position (the auxiliary feedback contact follows it). */
+  private contact = true;
+  private stuck?: ContactorStuck;
   readonly totals: SiteTotals = { outageS: 0, outageServedS: 0, unservedWh: 0, essentialUnservedWh: 0, servedWh: 0 };
   private readonly startMs: number;
   private readonly profile: LoadProfile;
@@ -77,7 +93,8 @@ export class SimSite {
     this.clock = o.clock;
     this.startMs = o.clock.nowMs();
     this.car = new SimCar(o.vehicle);
-    this.inverter = new SimInverter(o.inverter, this.car, o.clock);
+    // a real power stage takes a while to stop forming; the home's inverter does too unless told otherwise
+    this.inverter = new SimInverter({ ...o.inverter, formingExitDelayMs: o.inverter.formingExitDelayMs ?? DEFAULT_FORMING_EXIT_DELAY_MS }, this.car, o.clock);
     this.link = new SimVehicleLink(this.car, o.clock);
     this.profile = o.houseLoadW;
     this.sheddableLoadsW = o.sheddableLoadsW ?? [];
@@ -90,31 +107,77 @@ export class SimSite {
       loadTiers: this.sheddableLoadsW.map((_, i) => new SimLine(`load-tier-${i + 1}`, 1)),
       estop: new SimLine('estop', 0),
     };
-    this.inverter.onCommand = (what, value) => this.actuations.push({ atMs: this.clock.nowMs(), what, value });
-    this.lines.loadTiers.forEach((line, tier) => line.watch((level) => this.actuations.push({ atMs: this.clock.nowMs(), what: 'tier', value: level === 1, tier })));
+    this.monitor = new SafetyMonitor(o.clock, { gridUp: true, contactClosed: true, gridForming: false, contactorCommandClosed: true }, { reconnectDelayS: o.reconnectDelayS });
+    this.inverter.onCommand = (what, value) => this.actuationLog.push({ atMs: this.clock.nowMs(), what, value });
+    this.inverter.onFormingChange = () => this.observe();
+    this.lines.loadTiers.forEach((line, tier) => line.watch((level) => this.actuationLog.push({ atMs: this.clock.nowMs(), what: 'tier', value: level === 1, tier })));
     this.lines.contactor.watch((level) => {
-      this.actuations.push({ atMs: this.clock.nowMs(), what: 'contactor', value: level === 1 });
-      if (this.feedbackTimer !== undefined) this.clock.clearTimer(this.feedbackTimer);
-      this.feedbackTimer = this.clock.setTimer(() => {
-        this.feedbackTimer = undefined;
-        this.lines.contactorFeedback.set(this.feedbackStuck ?? level);
-      }, this.contactorDelayMs);
+      this.actuationLog.push({ atMs: this.clock.nowMs(), what: 'contactor', value: level === 1 });
+      this.monitor.contactorCommand(level === 1);
+      this.moveContactAfterDelay();
     });
   }
 
-  /** The ports a runtime drives, all backed by this site. */
-  ports(): Ports {
+  /** The most recent actuator commands (bounded), in the order they happened: setpoint/grid-forming, contactor, tiers. */
+  get actuations(): Actuation[] {
+    return this.actuationLog.toArray();
+  }
+
+  /** Actuator commands since the site was made. */
+  get actuationCount(): number {
+    return this.actuationLog.total;
+  }
+
+  /** The main contact follows the coil after the mechanical delay, unless it is stuck. */
+  private moveContactAfterDelay(): void {
+    if (this.feedbackTimer !== undefined) this.clock.clearTimer(this.feedbackTimer);
+    this.feedbackTimer = this.clock.setTimer(() => {
+      this.feedbackTimer = undefined;
+      const want = this.lines.contactor.read() === 1;
+      if (this.stuck === 'closed' && this.contact) return; // welded: does not open
+      if (this.stuck === 'open' && !this.contact) return; // will not pull in
+      this.setContact(want);
+    }, this.contactorDelayMs);
+  }
+
+  private setContact(closed: boolean): void {
+    if (closed === this.contact) return;
+    this.contact = closed;
+    // the auxiliary contact is mechanically tied to the main one: it shows where the contact really is
+    this.lines.contactorFeedback.set(closed ? 1 : 0);
+    this.observe();
+  }
+
+  /**
+   * Make the contactor stick (`closed`: the contacts weld and stay closed once closed; `open`: it no
+   * longer pulls in and stays open once open) or, with undefined, follow its coil again.
+   */
+  stickContactor(stuck: ContactorStuck | undefined): void {
+    this.stuck = stuck;
+    if (stuck === undefined) this.moveContactAfterDelay();
+  }
+
+  get contactorStuck(): ContactorStuck | undefined {
+    return this.stuck;
+  }
+
+  private observe(): void {
+    this.monitor.observe({ gridUp: this.gridUp, contactClosed: this.contact, gridForming: this.inverter.gridForming });
+  }
+
+  /** The ports a runtime drives, all backed by this site; `clock` is the one the GPIO drivers time with. */
+  ports(clock: Clock = this.clock): Ports {
     return {
-      clock: this.clock,
+      clock,
       inverter: this.inverter,
       vehicle: this.link,
-      gridSense: new LineGridSense(this.lines.gridSense, this.clock, { activeLevel: 1, debounceMs: this.gridSenseDebounceMs }),
+      gridSense: new LineGridSense(this.lines.gridSense, clock, { activeLevel: 1, debounceMs: this.gridSenseDebounceMs }),
       relays: new LineRelays(
         { contactor: this.lines.contactor, contactorFeedback: this.lines.contactorFeedback, loadTiers: this.lines.loadTiers },
-        this.clock,
+        clock,
         { closedLevel: 1, feedbackClosedLevel: 1, tierOnLevel: 1 },
       ),
-      estop: new LineEStop(this.lines.estop, this.clock, { pressedLevel: 1 }),
+      estop: new LineEStop(this.lines.estop, clock, { pressedLevel: 1 }),
       siteMeter: new SimSiteMeter(this),
     };
   }
@@ -137,13 +200,15 @@ export class SimSite {
     return w;
   }
 
-  /** The contactor's real position (its feedback contact, unless that is stuck). */
+  /** The contactor's real position (its main contact, whatever it was commanded to). */
   contactorClosed(): boolean {
-    return this.feedbackStuck !== undefined ? this.lines.contactor.read() === 1 && this.lines.contactorFeedback.read() === 1 : this.lines.contactorFeedback.read() === 1;
+    return this.contact;
   }
 
   setGrid(up: boolean): void {
+    if (up === this.gridUp) return;
     this.gridUp = up;
+    this.observe();
     this.lines.gridSense.set(up ? 1 : 0);
   }
 
@@ -153,9 +218,13 @@ export class SimSite {
 
   /** Advance the electrical world by `dtS` seconds. */
   step(dtS: number): void {
-    const gridOnBus = this.gridUp && this.contactorClosed();
+    const gridOnBus = this.gridUp && this.contact;
     const demandW = this.houseDemandW();
-    this.inverter.step(dtS, { gridOnBus, islandLoadW: this.contactorClosed() ? 0 : demandW });
+    // a forming inverter behind a closed contactor on a dead grid tries to carry the whole street:
+    // it backfeeds at its limit (the monitor counts the seconds)
+    const islandLoadW = !this.contact ? demandW : !this.gridUp ? demandW + this.inverter.maxDischargeW : 0;
+    this.inverter.step(dtS, { gridOnBus, islandLoadW });
+    this.monitor.sampleSoc(this.car.socPct, this.inverter.acPowerW);
     if (!this.gridUp) {
       this.totals.outageS += dtS;
       const servedW = this.inverter.gridForming && !gridOnBus ? Math.max(0, -this.inverter.acPowerW) : 0;
@@ -180,5 +249,6 @@ export class SimSite {
   stopPhysics(): void {
     if (this.physicsTimer !== undefined) this.clock.clearTimer(this.physicsTimer);
     this.physicsTimer = undefined;
+    this.monitor.flush();
   }
 }

@@ -261,7 +261,7 @@ export function createSimSunspecDevice(o: SimSunspecDeviceOptions): SimSunspecDe
     const alrm = placed.find((p) => p.id === 701)?.layout?.byName.get('Alrm');
     let bits = 0;
     let manufacturer = '';
-    for (const a of inv.alarms) {
+    for (const a of inv.reportedAlarms()) {
       const s = alrm?.def.symbols?.find((x) => x.name === a);
       if (s) bits |= 1 << s.value;
       else manufacturer = a;

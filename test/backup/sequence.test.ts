@@ -68,7 +68,7 @@ async function simulate(run: Run): Promise<Trace> {
     contactorDelayMs: run.contactorDelayMs,
     gridSenseDebounceMs: SENSE_DEBOUNCE_MS,
   });
-  if (run.stuckClosed) site.feedbackStuck = 1;
+  if (run.stuckClosed) site.stickContactor('closed');
   const config = loadConfig(null, {
     backup: { reconnectDelayS: run.reconnectDelayS },
     control: { tickS: TICK_S },
@@ -80,10 +80,10 @@ async function simulate(run: Run): Promise<Trace> {
   // the inverter keeps its own command log; line changes are merged into it at the index they happened
   const lineEvents: { invIndex: number; entry: Entry }[] = [];
   site.lines.contactor.watch((level) =>
-    lineEvents.push({ invIndex: site.inverter.commands.length, entry: { atMs: clock.nowMs(), kind: 'contactor', closed: level === CLOSED } }),
+    lineEvents.push({ invIndex: site.inverter.commandCount, entry: { atMs: clock.nowMs(), kind: 'contactor', closed: level === CLOSED } }),
   );
   site.lines.contactorFeedback.watch((level) =>
-    lineEvents.push({ invIndex: site.inverter.commands.length, entry: { atMs: clock.nowMs(), kind: 'feedback', closed: level === 1 } }),
+    lineEvents.push({ invIndex: site.inverter.commandCount, entry: { atMs: clock.nowMs(), kind: 'feedback', closed: level === 1 } }),
   );
 
   const gridEdges: Trace['gridEdges'] = [];
@@ -131,6 +131,7 @@ async function simulate(run: Run): Promise<Trace> {
 
   const log: Entry[] = [];
   const cmds = site.inverter.commands;
+  assert.equal(cmds.length, site.inverter.commandCount, 'the bounded command log still holds every command of this run');
   let li = 0;
   for (let k = 0; k <= cmds.length; k++) {
     for (; li < lineEvents.length && lineEvents[li].invIndex <= k; li++) log.push(lineEvents[li].entry);
