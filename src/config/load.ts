@@ -6,7 +6,19 @@ import { Ajv, type ErrorObject } from 'ajv';
 import type { Config } from './types.ts';
 import { gpioConfigProblems } from '../../hal/gpio/config.ts';
 
-export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/**
+ * The installed tree (config/, package.json): the nearest directory above this module holding package.json,
+ * two levels up from src/config when run from the sources, three from dist/src/config in the production
+ * build (`npm run build`).
+ */
+export const PROJECT_ROOT = ((): string => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    dir = dirname(dir);
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'config'))) return dir;
+  }
+  return resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+})();
 export const DEFAULT_CONFIG_PATH = join(PROJECT_ROOT, 'config/default.json');
 export const SCHEMA_PATH = join(PROJECT_ROOT, 'config/schema.json');
 
