@@ -138,7 +138,8 @@ export function backupStep(mem: Memory, s: Snapshot, c: ControlSettings, inp: Ba
     }
     case 'rejoining': {
       if (inp.gridLost && !inp.gridPresent) {
-        island = phaseChange(island, 'opening', now);
+        // an inverter that cannot island: the house stays off the grid, dark, and waits for it
+        island = phaseChange(island, inp.mayIsland ? 'opening' : 'dropped', now);
         events.push({ kind: 'grid', severity: 'warning', message: 'grid lost again while rejoining' });
         break;
       }
