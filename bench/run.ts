@@ -6,6 +6,7 @@ const benches: [string, () => Promise<{ main: () => Promise<unknown> }>][] = [
   ['uplink', () => import('./uplink.ts')],
   ['store', () => import('./store.ts')],
   ['gpio', () => import('./gpio.ts')],
+  ['daemon', () => import('./daemon.ts')],
 ];
 for (const [name, load] of benches) {
   if (only.length && !only.includes(name)) continue;
