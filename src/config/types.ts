@@ -46,6 +46,8 @@ export interface ControlConfig {
   faultAfterS: number;
   faultClearS: number;
   faultOpensContactor: 'always' | 'when-grid-absent';
+  /** Bound on one call to a port, ms: one that does not answer within it is a fault of that port. */
+  portCallTimeoutMs: number;
 }
 
 export interface Config {

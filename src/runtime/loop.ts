@@ -1,7 +1,16 @@
 /**
- * The runtime loop: read ports → decide → actuate → record → report, every tick and at once on events
- * (dispatch, grid edge, e-stop, config change, driver fault). The only place where ports, the control
- * core, the store and the uplink meet. Nothing thrown below escapes it.
+ * The runtime loop: the only place where ports, the control core, the store and the uplink meet.
+ *
+ * - The **measurement poll** (refresh of the inverter, the vehicle link and the site meter) runs on its
+ *   own cadence, once per `control.tickS`, single-flight per port and bounded; a decision follows it.
+ * - An **event** (a dispatch, a grid-sense edge, e-stop, a config reload, a port's fault appearing or
+ *   clearing) is decided at once on the readings in hand, whose ages are in the snapshot: no poll sits on
+ *   the path of a dispatch or an edge (issue 14, point 6).
+ * - A **decision** is synchronous: snapshot → decide → issue commands → record. Commands go through
+ *   bounded, coalescing channels (port-calls.ts), so no device can hold the loop up (point 7).
+ * - Ports that fail to open leave the runtime up in `fault`, with the cause in status and state, and are
+ *   opened again with back-off, 1 s doubling to 60 s (issue 10).
+ * Nothing thrown below escapes it.
  */
 import type { Clock, Ports } from '../../hal/ports.ts';
 import type { Config, ControlSettings } from '../config/types.ts';
@@ -10,12 +19,33 @@ import type { CoreEvent, DispatchCommand, Memory, Plan, Snapshot } from '../cont
 import { isoUtc } from '../contract.ts';
 import { Actuator } from './actuation.ts';
 import { gridUp, round1 } from './outgoing.ts';
-import { safely, withTimeout } from './port-calls.ts';
+import { BoundedCaller } from './port-calls.ts';
 import { Recorder } from './recording.ts';
-import { recoverDispatches } from './recovery.ts';
+import { loadIsland, recoverDispatches, startupFindings } from './recovery.ts';
 import { controlSettings } from './settings.ts';
 import { SnapshotAssembler } from './snapshot.ts';
 import type { RuntimeLog, RuntimeOptions, RuntimeStatus } from './types.ts';
+
+/** Default bound on one port call, ms (`control.portCallTimeoutMs`). */
+export const DEFAULT_PORT_CALL_TIMEOUT_MS = 1500;
+/** Opening a port (connect and discover) may take this many call bounds. */
+const OPEN_BOUND_FACTOR = 10;
+/** Back-off between attempts to open a port: 1 s doubling to 60 s. */
+const OPEN_RETRY_FIRST_MS = 1000;
+const OPEN_RETRY_MAX_MS = 60_000;
+/** Decisions run back to back for events arriving during one, at most this many before yielding. */
+const MAX_DECISIONS_IN_A_ROW = 5;
+
+type AnyPort = NonNullable<Ports['inverter' | 'vehicle' | 'gridSense' | 'relays' | 'estop' | 'siteMeter']>;
+
+interface OpenState {
+  open: boolean;
+  /** Why the last attempt failed. */
+  cause?: string;
+  attempts: number;
+  inFlight: boolean;
+  retryTimer?: unknown;
+}
 
 export class Runtime {
   private config: Config;
@@ -24,18 +54,24 @@ export class Runtime {
   private readonly clock: Clock;
   private readonly ports: Ports;
   private inbox: DispatchCommand[] = [];
-  private running?: Promise<void>;
-  private again = false;
   private timerHandle: unknown;
   private nextTickAtMs = 0;
+  private started = false;
   private stopped = false;
+  private stopping?: Promise<void>;
   private unsubscribers: (() => void)[] = [];
+  private readonly caller: BoundedCaller;
   private readonly assembler: SnapshotAssembler;
   private readonly actuator: Actuator;
   private readonly recorder: Recorder;
+  private readonly openStates = new Map<string, OpenState>();
+  private readonly refreshing = new Set<string>();
+  private polling?: Promise<void>;
+  private decisionQueued = false;
+  private deciding = false;
+  private again = false;
   private lastPlan?: Plan;
   private lastSnapshot?: Snapshot;
-  private openFault?: string;
   private ticks = 0;
   private readonly log: RuntimeLog;
 
@@ -46,8 +82,14 @@ export class Runtime {
     this.settings = controlSettings(opts.config);
     this.memory = initialMemory(this.clock.nowMs());
     this.log = opts.log ?? (() => {});
+    this.caller = new BoundedCaller(this.clock, () => this.portCallTimeoutMs(), (kind) => {
+      const f = this.caller.fault(kind);
+      this.log(f ? 'warn' : 'info', f ? `${kind}: ${f}` : `${kind}: answering again`);
+      // a driver fault appearing or clearing is an event: decide at once
+      this.requestDecision();
+    });
     this.assembler = new SnapshotAssembler(this.ports);
-    this.actuator = new Actuator(this.ports);
+    this.actuator = new Actuator(this.ports, this.caller, (kind) => this.isOpen(kind));
     this.recorder = new Recorder(opts, this.assembler, this.log);
   }
 
@@ -56,32 +98,134 @@ export class Runtime {
     return this.assembler.totals;
   }
 
-  /** Open every port (a port that fails to open leaves the runtime in fault, running), then tick. */
+  private portCallTimeoutMs(): number {
+    const v = this.config.control.portCallTimeoutMs;
+    return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : DEFAULT_PORT_CALL_TIMEOUT_MS;
+  }
+
+  private allPorts(): AnyPort[] {
+    const p = this.ports;
+    return [p.inverter, p.vehicle, p.gridSense, p.relays, p.estop, p.siteMeter].filter((x): x is AnyPort => x !== undefined);
+  }
+
+  private isOpen(kind: string): boolean {
+    return this.openStates.get(kind)?.open ?? false;
+  }
+
+  /**
+   * Restore the island state, open every port (one that fails leaves the runtime in fault, running, and is
+   * retried), settle what a crash left open, then the first poll and decision. Never rejects; bounded.
+   */
   async start(): Promise<void> {
-    const opened: string[] = [];
-    for (const port of [this.ports.inverter, this.ports.vehicle, this.ports.gridSense, this.ports.relays, this.ports.estop, this.ports.siteMeter]) {
-      if (!port) continue;
-      try {
-        await port.open();
-        opened.push(port.kind);
-      } catch (e) {
-        this.openFault = `${port.kind} failed to open: ${(e as Error)?.message ?? String(e)}`;
-        this.log('error', this.openFault);
-      }
+    if (this.started) return;
+    this.started = true;
+    try {
+      await this.startInner();
+    } catch (e) {
+      this.log('error', `start-up failed: ${(e as Error)?.stack ?? String(e)}`);
     }
-    for (const port of [this.ports.inverter, this.ports.vehicle, this.ports.gridSense, this.ports.relays, this.ports.estop]) {
-      if (port) this.unsubscribers.push(port.onChange(() => this.requestTick()));
-    }
+  }
+
+  private async startInner(): Promise<void> {
+    const kept = loadIsland(this.opts.store);
+    if (kept.problem) this.log('error', kept.problem);
+    // the core reconciles the kept phase with the contactor and the inverter before it acts on it
+    this.memory = initialMemory(this.clock.nowMs(), kept.island ? { island: kept.island, savedAtMs: kept.savedAtMs } : undefined);
+    this.recorder.savedIslandJson = kept.json;
+
+    for (const port of this.allPorts()) this.openStates.set(port.kind, { open: false, attempts: 0, inFlight: false });
+    await Promise.all(this.allPorts().map((port) => this.openPort(port)));
+    if (this.stopped) return;
+    for (const port of this.allPorts())
+      if ('onChange' in port) this.unsubscribers.push(port.onChange(() => this.requestDecision()));
+
     this.nextTickAtMs = this.clock.nowMs();
-    await this.recover();
-    await this.tick();
+    await this.poll();
+    if (this.stopped) return;
+    this.emit(startupFindings({ ...kept, ports: this.ports, nowMs: this.clock.nowMs() }));
+    this.recover();
+    this.decideNow();
     if (this.opts.timer !== false) this.armTimer();
   }
 
-  private async recover(): Promise<void> {
-    if (!this.opts.store?.interruptedDispatches) return;
+  /** One attempt to open a port, bounded; on failure the next one is scheduled with back-off. */
+  private async openPort(port: AnyPort): Promise<void> {
+    const st = this.openStates.get(port.kind);
+    if (!st || st.open || st.inFlight || this.stopped) return;
+    st.inFlight = true;
+    st.attempts++;
+    let error: unknown;
+    const boundMs = this.portCallTimeoutMs() * OPEN_BOUND_FACTOR;
+    const outcome = await this.caller.call(port.kind, 'open', async () => {
+      try {
+        await port.open();
+      } catch (e) {
+        error = e;
+        throw e;
+      }
+    }, {
+      track: false,
+      boundMs,
+      // an open that answers after its bound still counts: the port is open
+      settle: (o, late) => {
+        st.inFlight = false;
+        if (late && o === 'answered' && !this.stopped) this.opened(port.kind, st);
+      },
+    });
+    if (outcome === 'answered') {
+      this.opened(port.kind, st);
+      return;
+    }
+    const cause = outcome === 'timeout' ? `no answer within ${boundMs} ms` : ((error as Error)?.message ?? String(error));
+    const first = st.cause === undefined;
+    const changed = st.cause !== cause;
+    st.cause = cause;
+    const delayMs = Math.min(OPEN_RETRY_MAX_MS, OPEN_RETRY_FIRST_MS * 2 ** Math.min(16, st.attempts - 1));
+    const msg = `${port.kind} failed to open: ${cause}`;
+    this.log('error', `${msg} (attempt ${st.attempts}; next in ${delayMs / 1000} s)`);
+    if (first || changed) this.emit({ kind: 'port', severity: 'alarm', message: `${msg}; retrying with back-off` });
+    if (this.stopped) return;
+    st.retryTimer = this.clock.setTimer(() => {
+      st.retryTimer = undefined;
+      if (this.stopped || st.open) return;
+      if (st.inFlight) {
+        // the last attempt is still running past its bound: wait for it, then try again
+        st.retryTimer = this.clock.setTimer(() => void this.openPort(port), delayMs);
+        return;
+      }
+      void this.openPort(port);
+    }, delayMs);
+    if (this.started && this.lastPlan) this.requestDecision();
+  }
+
+  private opened(kind: string, st: OpenState): void {
+    if (st.open) return;
+    st.open = true;
+    if (st.retryTimer !== undefined) this.clock.clearTimer(st.retryTimer);
+    st.retryTimer = undefined;
+    const after = st.attempts;
+    const wasFailing = st.cause !== undefined;
+    st.cause = undefined;
+    st.attempts = 0;
+    // whatever was commanded before is unknown to a port just opened
+    this.actuator.forget(kind);
+    if (wasFailing) {
+      this.log('info', `${kind} opened (attempt ${after})`);
+      this.emit({ kind: 'port', severity: 'info', message: `${kind} opened after ${after} attempts` });
+      this.requestDecision();
+    }
+  }
+
+  /** Why ports are not open, for the core (a fault at once) and for status. */
+  private openFaults(): string[] {
+    const out: string[] = [];
+    for (const [kind, st] of this.openStates) if (!st.open && st.cause !== undefined) out.push(`${kind} failed to open: ${st.cause}`);
+    return out;
+  }
+
+  /** Settle what a crash left open (the poll before gave the inverter's counters). */
+  private recover(): void {
     try {
-      await this.refreshAll();
       const restored = recoverDispatches({
         opts: this.opts, nowMs: this.clock.nowMs(), reading: this.ports.inverter.state().reading, assembler: this.assembler,
         emit: (e) => this.emit(e),
@@ -92,15 +236,44 @@ export class Runtime {
     }
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Power to zero first, then the contactor where the islanding rules want it (never closed by a stop;
+   * opened, with grid-forming off, when the inverter is or may be forming), then the ports closed. Every
+   * step is guarded and bounded by `control.portCallTimeoutMs`; never rejects, never hangs.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopInner().catch((e) => this.log('error', `stop: ${(e as Error)?.message ?? String(e)}`));
+    return this.stopping;
+  }
+
+  private async stopInner(): Promise<void> {
     this.stopped = true;
     if (this.timerHandle !== undefined) this.clock.clearTimer(this.timerHandle);
-    for (const u of this.unsubscribers) u();
-    await this.settled();
-    // leave the power stage at zero on the way out; the device's own watchdog covers a crash
-    await safely(() => this.ports.inverter.setPowerW(0));
-    for (const port of [this.ports.inverter, this.ports.vehicle, this.ports.gridSense, this.ports.relays, this.ports.estop, this.ports.siteMeter])
-      if (port) await safely(() => port.close());
+    for (const st of this.openStates.values()) if (st.retryTimer !== undefined) this.clock.clearTimer(st.retryTimer);
+    for (const u of this.unsubscribers.splice(0)) {
+      try {
+        u();
+      } catch {
+        // an unsubscribe that throws changes nothing about stopping
+      }
+    }
+    this.actuator.halt();
+    const steps: Promise<unknown>[] = [];
+    // the device's own watchdog covers a crash; a stop leaves the power stage at zero itself
+    if (this.isOpen('inverter')) steps.push(this.actuator.setpoint.send(0));
+    if (this.config.vehicleLink.forwardLimit && this.isOpen('vehicle')) steps.push(this.actuator.limit.send(0));
+    await Promise.all(steps);
+    const reading = this.ports.inverter.state().reading;
+    const mayForm = reading?.gridForming === true || this.actuator.forming.requested === true || (this.memory.lastGridForming !== false && this.memory.island.phase !== 'on-grid');
+    if (mayForm) {
+      // nobody will supervise an island after this: stop forming, and the contactor stays (or goes) open
+      const open: Promise<unknown>[] = [];
+      if (this.ports.relays && this.isOpen('relays')) open.push(this.actuator.contactor.send(false));
+      if (this.isOpen('inverter')) open.push(this.actuator.forming.send(false));
+      await Promise.all(open);
+    }
+    const boundMs = this.portCallTimeoutMs();
+    await Promise.all(this.allPorts().map((port) => this.caller.call(port.kind, 'close', () => port.close(), { track: false, boundMs })));
   }
 
   private armTimer(): void {
@@ -111,23 +284,52 @@ export class Runtime {
     // after a stall, skip missed ticks rather than run a burst of them
     if (this.nextTickAtMs <= now) this.nextTickAtMs = now + periodMs;
     this.timerHandle = this.clock.setTimer(() => {
-      this.requestTick();
+      this.onTimer();
       this.armTimer();
     }, this.nextTickAtMs - now);
+  }
+
+  private onTimer(): void {
+    // a poll still running (a slow device, inside its bound): decide on the readings in hand, keep the cadence
+    if (this.polling) this.requestDecision();
+    else void this.pollThenDecide();
+  }
+
+  private pollThenDecide(): Promise<void> {
+    return this.poll().then(() => this.decideNow());
+  }
+
+  /**
+   * The measurement poll: one refresh per pollable port, skipping a port whose last refresh has not
+   * answered yet (single-flight), each bounded. Resolves when every refresh started answered or timed out.
+   */
+  private poll(): Promise<void> {
+    if (this.polling) return this.polling;
+    const calls: Promise<unknown>[] = [];
+    for (const port of [this.ports.inverter, this.ports.vehicle, this.ports.siteMeter]) {
+      if (!port || !this.isOpen(port.kind) || this.refreshing.has(port.kind)) continue;
+      this.refreshing.add(port.kind);
+      calls.push(this.caller.call(port.kind, 'refresh', () => port.refresh(), { settle: () => this.refreshing.delete(port.kind) }));
+    }
+    const p = Promise.all(calls).then(() => {
+      this.polling = undefined;
+    });
+    this.polling = p;
+    return p;
   }
 
   /** A dispatch or cancel from the aggregator: decided on at once. */
   submit(cmd: DispatchCommand): void {
     this.inbox.push(cmd);
-    this.requestTick();
+    this.requestDecision();
   }
 
-  /** Replace the config (reload); the next tick uses it. */
+  /** Replace the config (reload): decided on at once. */
   applyConfig(config: Config): void {
     this.config = config;
     this.settings = controlSettings(config);
     this.emit({ kind: 'config', severity: 'info', message: 'configuration reloaded' });
-    this.requestTick();
+    this.requestDecision();
   }
 
   /** Report an event that did not come from the core (config refused, driver warnings). */
@@ -135,64 +337,94 @@ export class Runtime {
     this.recorder.emit(e, this.clock.nowMs());
   }
 
+  /** Decide at once on the readings in hand (an event); the poll keeps its own cadence. */
   requestTick(): void {
-    if (this.stopped) return;
-    if (this.running) {
+    this.requestDecision();
+  }
+
+  private requestDecision(): void {
+    if (this.stopped || !this.lastPlan) return;
+    if (this.deciding) {
       this.again = true;
       return;
     }
-    this.running = this.loop().finally(() => {
-      this.running = undefined;
+    if (this.decisionQueued) return;
+    this.decisionQueued = true;
+    // a microtask: events raised together (a scenario step, several edges) are decided once, at once
+    queueMicrotask(() => {
+      if (this.decisionQueued) this.decideNow();
     });
   }
 
-  /** Resolves once no tick is running or queued. */
-  async settled(): Promise<void> {
-    for (let guard = 0; guard < 1000 && this.running; guard++) await this.running;
-  }
-
-  /** Run one tick now (waits for a running one first). */
-  async tick(): Promise<void> {
-    await this.settled();
-    this.requestTick();
-    await this.settled();
-  }
-
-  private async loop(): Promise<void> {
-    // bounded: events arriving during a tick cause at most a few extra ticks
-    for (let i = 0; i < 5; i++) {
-      this.again = false;
-      try {
-        await this.tickOnce();
-      } catch (e) {
-        this.log('error', `tick failed: ${(e as Error)?.stack ?? String(e)}`);
+  private decideNow(): void {
+    this.decisionQueued = false;
+    if (this.stopped) return;
+    if (this.deciding) {
+      this.again = true;
+      return;
+    }
+    this.deciding = true;
+    try {
+      for (let i = 0; i < MAX_DECISIONS_IN_A_ROW; i++) {
+        this.again = false;
+        try {
+          this.decideOnce();
+        } catch (e) {
+          this.log('error', `decision failed: ${(e as Error)?.stack ?? String(e)}`);
+        }
+        if (!this.again || this.stopped) break;
       }
-      if (!this.again || this.stopped) break;
+    } finally {
+      this.deciding = false;
+    }
+    if (this.again) {
+      // an event storm: yield to I/O, then decide again
+      this.again = false;
+      this.decisionQueued = true;
+      setImmediate(() => {
+        if (this.decisionQueued) this.decideNow();
+      });
     }
   }
 
-  private async refreshAll(): Promise<void> {
-    const timeoutMs = Math.max(200, this.settings.control.tickS * 1000);
-    const siteMeter = this.ports.siteMeter;
-    const all = Promise.all([this.ports.inverter.refresh(), this.ports.vehicle.refresh(), siteMeter ? siteMeter.refresh() : undefined]);
-    // one guard for the whole read: a driver that never answers must not stall the loop
-    await withTimeout(all as unknown as Promise<void>, timeoutMs, this.clock);
-  }
-
-  private async tickOnce(): Promise<void> {
-    await this.refreshAll();
+  private decideOnce(): void {
     const now = this.clock.nowMs();
     const commands = this.inbox;
     this.inbox = [];
-    const snapshot = this.assembler.take(now, this.config, commands, this.openFault);
+    const openFaults = this.openFaults();
+    const snapshot = this.assembler.take(now, this.config, commands, {
+      runtimeFault: openFaults.length ? openFaults.join('; ') : undefined,
+      callFault: (kind) => this.caller.fault(kind),
+      contactorCommandedClosed: this.actuator.contactorCommanded(),
+    });
     const plan = decide(snapshot, this.settings, this.memory, now);
     this.memory = plan.memory;
     this.ticks++;
-    await this.actuator.apply(plan, this.config);
+    // commands first: the store's writes are never on the path of a contactor or a setpoint
+    this.actuator.apply(plan, this.config);
     this.recorder.record(plan, snapshot, now, this.config);
     this.lastPlan = plan;
     this.lastSnapshot = snapshot;
     this.opts.onTick?.(plan, snapshot);
+  }
+
+  /**
+   * Resolves once nothing more can happen without the clock moving: no decision queued or running, and
+   * no port call started or ended during one turn of the event loop. Calls waiting on a timer (a device
+   * that hangs, a bound not yet passed) do not hold it up, so a virtual-time run never waits on itself.
+   */
+  async settled(): Promise<void> {
+    for (let guard = 0; guard < 10_000; guard++) {
+      const before = this.caller.progress + this.ticks;
+      await new Promise<void>((r) => setImmediate(r));
+      if (!this.decisionQueued && !this.deciding && before === this.caller.progress + this.ticks) return;
+    }
+  }
+
+  /** Poll, then decide (for callers that drive the runtime themselves). */
+  async tick(): Promise<void> {
+    if (this.stopped || !this.lastPlan) return;
+    await this.pollThenDecide();
   }
 
   memorySnapshot(): Memory {
@@ -222,6 +454,8 @@ export class Runtime {
       departureAt: p?.departureAtMs !== undefined ? isoUtc(p.departureAtMs) : null,
       departureAtRisk: p?.departureAtRisk ?? false,
       reasons: p?.reasons ?? [],
+      fault: p?.mode === 'fault' ? (p.memory.faultReason ?? null) : null,
+      portFaults: [...this.openFaults(), ...this.caller.allFaults()],
       energy: { importedWh: round1(totals.importedWh), exportedWh: round1(totals.exportedWh), carSideWh: round1(totals.carSideWh) },
       ticks: this.ticks,
     };

@@ -44,7 +44,8 @@ export function statePayload(p: Plan, s: Snapshot, totals: { importedWh: number;
     energy: { importedWh: round1(totals.importedWh), exportedWh: round1(totals.exportedWh) },
     backup: { phase: p.backup.phase, hoursLeft: p.backup.hoursLeft !== undefined && Number.isFinite(p.backup.hoursLeft) ? round1(p.backup.hoursLeft) : null, shedTiers: p.backup.shedTiers },
     departure: { at: p.departureAtMs !== undefined ? isoUtc(p.departureAtMs) : null, atRisk: p.departureAtRisk },
-    reasons: p.reasons,
+    // in fault, the cause after the reason codes, so the aggregator and `status` see why
+    reasons: p.mode === 'fault' && p.memory.faultReason ? [...p.reasons, `fault: ${p.memory.faultReason}`] : p.reasons,
   };
 }
 
@@ -58,10 +59,10 @@ export function flexPayload(p: Plan): { maxDischargeW: number; maxChargeW: numbe
   };
 }
 
-/** The grid as the sense line shows it; without one, as the inverter and the island phase imply. */
+/** The grid as the sense line shows it; without one, as the core's island phase implies (grid loss is its decision). */
 export function gridUp(p: Plan, s: Snapshot): boolean {
   if (s.grid.sensePresent !== undefined) return s.grid.sensePresent;
-  return !s.inverter.gridAlarm && !p.backup.active;
+  return !p.backup.active;
 }
 
 export function round1(x: number): number {

@@ -12,6 +12,8 @@ export class Recorder {
   private lastFlex?: string;
   private lastFlexMs = -Infinity;
   private lastMode?: string;
+  /** The island state as last saved (or loaded at start), to write it only when it changes. */
+  savedIslandJson?: string;
 
   constructor(
     private readonly opts: RuntimeOptions,
@@ -31,20 +33,39 @@ export class Recorder {
     // status changes, settlements and their outbox rows in one commit; quiet ticks open no transaction.
     // A settlement (ledger) must survive a power cut; a status change or event need only survive a
     // killed process, which keeps the fsync off the path of an `accepted` answer.
-    if (store?.atomically && (plan.responses.length || plan.events.length || plan.finished.length)) {
+    const islandJson = JSON.stringify(plan.memory.island);
+    const islandChanged = islandJson !== this.savedIslandJson && store?.saveIsland !== undefined;
+    if (store?.atomically && (plan.responses.length || plan.events.length || plan.finished.length || islandChanged)) {
       try {
-        store.atomically(() => this.recordInner(plan, s, now, config), plan.finished.length ? 'durable' : 'relaxed');
+        const saved = store.atomically(() => this.recordInner(plan, s, now, config), plan.finished.length ? 'durable' : 'relaxed');
+        if (saved !== undefined) this.savedIslandJson = saved;
       } catch (e) {
         this.log('error', `record failed: ${(e as Error)?.message ?? String(e)}`);
       }
-    } else this.recordInner(plan, s, now, config);
+    } else {
+      const saved = this.recordInner(plan, s, now, config);
+      if (saved !== undefined) this.savedIslandJson = saved;
+    }
     this.lastMode = plan.mode;
   }
 
-  private recordInner(plan: Plan, s: Snapshot, now: number, config: Config): void {
+  /** Returns the island JSON it saved (taken as saved once the transaction committed). */
+  private recordInner(plan: Plan, s: Snapshot, now: number, config: Config): string | undefined {
     const store = this.opts.store;
     const uplink = this.opts.uplink;
     const msgs: OutboundMessage[] = [];
+
+    // the island phase and its timestamps, for a start after a crash in mid-island (issue 14, point 2)
+    const islandJson = JSON.stringify(plan.memory.island);
+    let savedIsland: string | undefined;
+    if (store?.saveIsland && islandJson !== this.savedIslandJson) {
+      try {
+        store.saveIsland(islandJson, now);
+        savedIsland = islandJson;
+      } catch (e) {
+        this.log('error', `saving the island state failed: ${(e as Error)?.message ?? String(e)}`);
+      }
+    }
 
     for (const e of plan.events) {
       this.opts.onEvent?.(e, now);
@@ -91,6 +112,7 @@ export class Recorder {
           }),
         this.log,
       );
+    return savedIsland;
   }
 
   /** `state` on its interval and on a mode change; retained `flex` when it moved noticeably. */

@@ -1,13 +1,15 @@
 /**
- * Start-up recovery after a crash or power cut: settle what was running from the energy measured (the
+ * Start-up recovery. The island state kept by the last run is loaded and checked (the core reconciles
+ * it with the contactor and the inverter before acting on it), and what the start found is said in an
+ * event. Then, after a crash or power cut: settle what was running from the energy measured (the
  * last checkpoint plus what the inverter's counters moved since), marked interrupted; put back dispatches
  * that had not started yet, so they still run; answer the ones whose time passed meanwhile.
  */
-import type { InverterReading } from '../../hal/ports.ts';
+import type { InverterReading, Ports } from '../../hal/ports.ts';
 import { deliveredWh } from '../control/dispatch.ts';
 import { meterTick, type MeterState } from '../control/metering.ts';
-import type { CoreEvent, DispatchRecord, EnergyDelta } from '../control/types.ts';
-import type { OutboundMessage } from '../contract.ts';
+import type { CoreEvent, DispatchRecord, EnergyDelta, IslandPhase, Memory } from '../control/types.ts';
+import { isoUtc, type OutboundMessage } from '../contract.ts';
 import { ledgerMessage, responseMessage, round1 } from './outgoing.ts';
 import type { SnapshotAssembler } from './snapshot.ts';
 import type { RuntimeOptions } from './types.ts';
@@ -63,4 +65,61 @@ export function recoverDispatches(ctx: RecoveryContext): DispatchRecord[] {
   if (msgs.length) ctx.opts.uplink?.publish(msgs);
   ctx.opts.uplink?.drain?.();
   return restored;
+}
+
+const PHASES = new Set(['on-grid', 'opening', 'islanded', 'dropped', 'rejoining']);
+const ISLAND_TIMES = ['sinceMs', 'outageStartMs', 'gridStableSinceMs', 'rejoinedAtMs'] as const;
+
+/** The island state the last run kept, checked field by field; a bad one is named, not used. */
+export function loadIsland(store: RuntimeOptions['store']): { island?: Memory['island']; savedAtMs?: number; json?: string; problem?: string } {
+  if (!store?.loadIsland) return {};
+  let saved: { json: string; atMs: number } | undefined;
+  try {
+    saved = store.loadIsland();
+  } catch (e) {
+    return { problem: `the saved island state could not be read: ${(e as Error)?.message ?? String(e)}` };
+  }
+  if (!saved) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(saved.json);
+  } catch (e) {
+    return { problem: `the saved island state is not JSON: ${(e as Error)?.message ?? String(e)}` };
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { problem: 'the saved island state is not an object' };
+  const o = v as Record<string, unknown>;
+  if (typeof o.phase !== 'string' || !PHASES.has(o.phase)) return { problem: `the saved island state has an unknown phase ${JSON.stringify(o.phase)}` };
+  for (const k of ISLAND_TIMES) {
+    const t = o[k];
+    if (t === undefined && k !== 'sinceMs') continue;
+    if (typeof t !== 'number' || !Number.isFinite(t)) return { problem: `the saved island state's ${k} is not a time (${JSON.stringify(t)})` };
+  }
+  const island: Memory['island'] = { phase: o.phase as IslandPhase, sinceMs: o.sinceMs as number };
+  for (const k of ISLAND_TIMES) if (k !== 'sinceMs' && o[k] !== undefined) island[k] = o[k] as number;
+  return { island, savedAtMs: Number.isFinite(saved.atMs) ? saved.atMs : undefined, json: JSON.stringify(island) };
+}
+
+/** What a start found, in words: the kept island state against what the contactor and the inverter show. */
+export function startupFindings(o: {
+  island?: Memory['island'];
+  savedAtMs?: number;
+  problem?: string;
+  ports: Ports;
+  nowMs: number;
+}): CoreEvent {
+  const parts: string[] = [];
+  if (o.problem) parts.push(`${o.problem}; starting without it`);
+  else if (o.island) parts.push(`saved island phase ${o.island.phase} (since ${isoUtc(o.island.sinceMs)}${o.savedAtMs !== undefined ? `, saved ${isoUtc(o.savedAtMs)}` : ''})`);
+  else parts.push('no saved island state');
+  const relays = o.ports.relays?.state();
+  if (o.ports.relays) {
+    const fb = relays?.contactorFeedbackClosed;
+    parts.push(`contactor commanded ${relays?.contactorCommandClosed ? 'closed' : 'open'}, feedback ${fb === undefined ? 'unknown' : fb ? 'closed' : 'open'}`);
+  } else parts.push('no grid contactor');
+  const grid = o.ports.gridSense?.state().present;
+  parts.push(`grid ${grid === undefined ? 'unknown' : grid ? 'present' : 'absent'}`);
+  const reading = o.ports.inverter.state().reading;
+  parts.push(reading ? `inverter ${reading.gridForming ? 'forming the grid' : 'not forming'} (reading ${Math.max(0, Math.round((o.nowMs - reading.atMs) / 1000))} s old)` : 'no inverter reading yet');
+  const unsafe = (o.island && o.island.phase !== 'on-grid') || reading?.gridForming || relays?.contactorFeedbackClosed === false;
+  return { kind: 'startup', severity: unsafe ? 'warning' : 'info', message: `start-up found: ${parts.join(', ')}` };
 }

@@ -9,8 +9,6 @@ import type { DispatchCommand, EnergyDelta, Snapshot, SocSource } from '../contr
 import { initialMeterState, meterTick, type MeterState } from '../control/metering.ts';
 import { initialSocTracker, updateSocTracker, type SocTrackerState } from '../control/soc-tracker.ts';
 
-const GRID_ALARMS = new Set(['GRID_DISCONNECT', 'AC_UNDER_VOLT', 'UNDER_FREQ', 'OVER_FREQ', 'AC_OVER_VOLT']);
-
 const zero = (): EnergyDelta => ({ exportedWh: 0, importedWh: 0, carSideWh: 0 });
 
 export class SnapshotAssembler {
@@ -27,7 +25,14 @@ export class SnapshotAssembler {
     return { efficiency: r?.efficiency ?? 0.9, maxPowerW: Math.max(r?.ratedW ?? 0, r?.maxChargeW ?? 0, r?.maxDischargeW ?? 0, 1) };
   }
 
-  take(now: number, config: Config, commands: DispatchCommand[], runtimeFault: string | undefined): Snapshot {
+  /**
+   * @param extra what the runtime itself knows: faults it found (ports that failed to open, calls that did
+   *   not answer in time, by port kind) and the contactor command it last issued.
+   */
+  take(
+    now: number, config: Config, commands: DispatchCommand[],
+    extra: { runtimeFault?: string; callFault: (kind: string) => string | undefined; contactorCommandedClosed: boolean },
+  ): Snapshot {
     const ports = this.ports;
     const inv = ports.inverter.state();
     const veh = ports.vehicle.state();
@@ -67,7 +72,11 @@ export class SnapshotAssembler {
       socSource = invSoc !== undefined ? 'inverter' : t.socSource;
     }
     const reading = inv.reading;
-    const inverterFault = inv.fault ? `${inv.fault.code}: ${inv.fault.message}` : reading?.state === 'fault' ? `inverter reports FAULT${reading.alarms.length ? ` (${reading.alarms.join(', ')})` : ''}` : undefined;
+    const inverterFault = joinFaults(
+      extra.callFault('inverter'),
+      inv.fault ? `${inv.fault.code}: ${inv.fault.message}` : reading?.state === 'fault' ? `inverter reports FAULT${reading.alarms.length ? ` (${reading.alarms.join(', ')})` : ''}` : undefined,
+    );
+    const relaysFault = joinFaults(extra.callFault('relays'), relays?.fault?.message);
     return {
       vehicle: {
         connected: veh.connected,
@@ -83,7 +92,7 @@ export class SnapshotAssembler {
         maxDischargeW: veh.maxDischargeW,
         bidirectional: veh.bidirectional,
         atMs: veh.atMs,
-        fault: veh.fault ? `${veh.fault.code}: ${veh.fault.message}` : undefined,
+        fault: joinFaults(extra.callFault('vehicle'), veh.fault ? `${veh.fault.code}: ${veh.fault.message}` : undefined),
       },
       inverter: {
         atMs: reading?.atMs,
@@ -94,7 +103,8 @@ export class SnapshotAssembler {
         efficiency: inv.ratings?.efficiency,
         gridForming: reading?.gridForming,
         connected: reading?.connected,
-        gridAlarm: reading && !reading.gridForming ? reading.alarms.some((a) => GRID_ALARMS.has(a)) : undefined,
+        // the alarm bits as reported; which of them mean a lost grid is the core's decision
+        alarms: reading ? [...reading.alarms] : undefined,
         islandCapable: inv.ratings?.islandCapable,
         fault: inverterFault,
       },
@@ -102,14 +112,21 @@ export class SnapshotAssembler {
       contactor: {
         installed: relays !== undefined,
         feedbackClosed: relays?.contactorFeedbackClosed,
-        commandedClosed: relays?.contactorCommandClosed ?? true,
+        commandedClosed: extra.contactorCommandedClosed,
       },
       estopPressed: ports.estop?.state().pressed ?? false,
       houseLoadW: meter?.houseLoadW,
+      houseLoadAtMs: meter?.atMs,
+      houseLoadFault: joinFaults(extra.callFault('site-meter'), meter?.fault ? `${meter.fault.code}: ${meter.fault.message}` : undefined),
       loadTierCount: relays?.loadTiersOn.length ?? 0,
       commands,
       energy,
-      runtimeFault: runtimeFault ?? (relays?.fault ? `relays: ${relays.fault.message}` : undefined),
+      runtimeFault: joinFaults(extra.runtimeFault, relaysFault !== undefined ? `relays: ${relaysFault}` : undefined),
     };
   }
+}
+
+function joinFaults(...causes: (string | undefined)[]): string | undefined {
+  const present = causes.filter((c): c is string => c !== undefined && c !== '');
+  return present.length ? present.join('; ') : undefined;
 }

@@ -19,6 +19,10 @@ export interface RuntimeStore {
   loadMeterState?(): MeterCheckpointLike | undefined;
   /** Dispatches without a ledger row (the process died during them, or between status and settlement). */
   interruptedDispatches?(): { record: DispatchRecord; interrupted: boolean; started: boolean; fromCheckpoint: boolean }[];
+  /** Keep the island state (the core's `memory.island`, JSON) for the next start; joins the tick's transaction. */
+  saveIsland?(json: string, atMs: number): void;
+  /** The island state kept by the last run, if any. */
+  loadIsland?(): { json: string; atMs: number } | undefined;
 }
 
 export interface MeterCheckpointLike {
@@ -72,6 +76,10 @@ export interface RuntimeStatus {
   departureAt: string | null;
   departureAtRisk: boolean;
   reasons: string[];
+  /** Why the runtime is in `fault` (the core's cause), or null. */
+  fault: string | null;
+  /** Faults the runtime found itself: ports that failed to open, calls that did not answer in time. */
+  portFaults: string[];
   energy: { importedWh: number; exportedWh: number; carSideWh: number };
   ticks: number;
 }
