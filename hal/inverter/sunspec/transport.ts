@@ -60,6 +60,8 @@ export class ModbusTransport {
   /** What went on the wire, by function: enough to work out RTU frame sizes. */
   readonly stats = { reads: 0, writes: 0, registersRead: 0, registersWritten: 0 };
   private client?: ModbusClient;
+  /** Rejects when the current connection closes: a request in flight then fails at once instead of timing out. */
+  private clientClosed?: Promise<never>;
   private tail: Promise<unknown> = Promise.resolve();
   private nextConnectAtMs = 0;
   private backoffMs: number;
@@ -154,6 +156,10 @@ export class ModbusTransport {
       }
       c.setID(l.unitId);
       c.setTimeout(this.o.timeoutMs);
+      // modbus-serial leaves a request pending when the peer closes the socket; it would wait out its timeout
+      const closed = new Promise<never>((_, reject) => (c as unknown as NodeJS.EventEmitter).once('close', () => reject(new PeerClosed('the device closed the connection'))));
+      closed.catch(() => undefined);
+      this.clientClosed = closed;
       this.client = c;
       this.connects++;
       this.backoffMs = this.o.backoffMinMs ?? 500;
@@ -180,6 +186,9 @@ export class ModbusTransport {
   private async withRetries<T>(req: { fc: 3 | 16; address: number; count: number }, fn: (c: ModbusClient) => Promise<T>): Promise<T> {
     const what = `${req.fc === 3 ? 'reading' : 'writing'} ${req.count} register${req.count === 1 ? '' : 's'} at ${req.address}`;
     let last: ModbusError | undefined;
+    // a device that closes the connection after each answer (some gateways do) costs the next request its
+    // connection: that request gets one fresh connection without spending a retry
+    let freshConnection = true;
     for (let attempt = 0; attempt <= this.o.retries; attempt++) {
       let c: ModbusClient;
       try {
@@ -197,8 +206,21 @@ export class ModbusTransport {
         this.stats.registersWritten += req.count;
       }
       try {
-        return await guard(fn(c), this.o.timeoutMs * 2 + 100);
+        // let a close that arrived with the last answer land before this request goes out on that socket
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (!c.isOpen) {
+          this.drop();
+          c = await this.ensureClient();
+        }
+        return await guard(Promise.race([fn(c), this.clientClosed!]), this.o.timeoutMs * 2 + 100);
       } catch (e) {
+        if (e instanceof PeerClosed && freshConnection) {
+          freshConnection = false;
+          attempt--;
+          this.drop();
+          continue;
+        }
+        if (e instanceof ModbusError) throw new ModbusError(e.code, `${e.message} (${what})`, req);
         const ex = exceptionCodeOf(e);
         if (ex !== undefined) {
           last = new ModbusError('exception', `exception ${ex} (${EXCEPTION_NAMES[ex] ?? 'unknown'}) ${what}`, req, ex);
@@ -251,6 +273,7 @@ export function errText(e: unknown): string {
 }
 
 class GuardTimeout extends Error {}
+class PeerClosed extends Error {}
 
 /**
  * Settle within `ms` even if the library never calls back (a socket closed mid-request leaves its
