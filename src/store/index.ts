@@ -434,26 +434,6 @@ export class Store {
     return { json: v.json, atMs: v.atMs };
   }
 
-  /** Keep the island state (the control core's `memory.island`, JSON) for the next start; joins the caller's transaction. */
-  saveIsland(json: string, atMs: number): void {
-    this.assertOpen();
-    if (typeof json !== 'string' || json.length > 4096) throw new Error(`island state: expected a JSON string of at most 4096 characters, got ${typeof json === 'string' ? `${json.length} characters` : typeof json}`);
-    if (!Number.isFinite(atMs)) throw new Error(`island state: atMs must be a finite epoch ms, got ${JSON.stringify(atMs)}`);
-    transact(this.db, 'relaxed', () => {
-      stmt(this.db, "INSERT INTO meta(key, value) VALUES ('island', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(JSON.stringify({ json, atMs }));
-    });
-  }
-
-  /** The island state kept by the last run, or undefined (the runtime checks its fields). */
-  loadIsland(): { json: string; atMs: number } | undefined {
-    this.assertOpen();
-    const row = stmt(this.db, "SELECT value FROM meta WHERE key = 'island'").get() as { value: string } | undefined;
-    if (!row) return undefined;
-    const v = JSON.parse(row.value) as { json?: unknown; atMs?: unknown };
-    if (typeof v?.json !== 'string' || typeof v.atMs !== 'number') throw new Error(`island state in meta is malformed: ${row.value.slice(0, 200)}`);
-    return { json: v.json, atMs: v.atMs };
-  }
-
   private writeCheckpointInTransaction(): void {
     const cp = this.pendingCheckpoint;
     if (!cp) return;
