@@ -3,7 +3,7 @@
  * so status costs no writes to the SD card. One JSON request per line, one JSON answer per line.
  */
 import { createConnection, createServer, type Server } from 'node:net';
-import { existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 export function statusSocketPath(storagePath: string): string {
@@ -49,6 +49,13 @@ export async function serveStatus(path: string, answer: (request: { cmd?: unknow
     server.once('error', rej);
     server.listen(path, () => res());
   });
+  // owner and group (the wallbox group on an install) may ask; others need sudo. The umask would leave
+  // the group without write, and connecting to a Unix socket needs write permission on it.
+  try {
+    chmodSync(path, 0o660);
+  } catch {
+    // a file system without modes: the umask's default stays
+  }
   return server;
 }
 

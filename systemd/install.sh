@@ -98,6 +98,12 @@ if ! getent passwd wallbox >/dev/null 2>&1; then
 else
   system usermod -a -G gpio,dialout wallbox
 fi
+# the person installing may read status and the ledger without sudo (group wallbox: the state directory
+# and the status socket are group-accessible)
+if [ -n "${SUDO_USER:-}" ] && [ "${SUDO_USER}" != root ]; then
+  say "adding $SUDO_USER to group wallbox (log in again for it to apply)"
+  system usermod -a -G wallbox "$SUDO_USER"
+fi
 
 # --- directories and the config ------------------------------------------------------------------------
 mkdir -p "$ETC" "$STATE"
