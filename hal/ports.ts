@@ -100,13 +100,25 @@ export interface InverterState {
 /**
  * The bidirectional inverter (power stage).
  *
- * - `refresh()` polls the device once (one tick's worth of reads); call it at most once per tick.
- * - `setPowerW(w)` commands the active power, positive into the car. The driver refreshes the command
- *   before any device-side watchdog (e.g. SunSpec 704 WSetRvrtTms) runs out, so if this process dies the
- *   device falls back to 0 W by itself. A command outside the ratings is clamped by the driver and the
- *   clamp is visible in the next reading's `setpointW`.
+ * - `refresh()` polls the device once (one tick's worth of reads). At most one poll is in flight: a call
+ *   while one runs returns that poll's promise, so polls slower than the tick never queue up.
+ * - `setPowerW(w)` commands the active power, positive into the car. Commands do not wait for a poll; the
+ *   driver keeps at most one pending command per kind (the latest value wins) and writes pending kinds in
+ *   the order they were last issued, so `setGridForming(false)` issued before `setPowerW(w)` reaches the
+ *   device first. The driver refreshes the command before any device-side watchdog (e.g. SunSpec 704
+ *   WSetRvrtTms) runs out, so if this process dies the device falls back to 0 W by itself. A command
+ *   outside the ratings is clamped by the driver and the clamp is visible in the next reading's
+ *   `setpointW`. A command the device cannot hold (its scale factor rounds it to 0 or beyond the
+ *   register's range) is not written: fault `unrepresentable`, naming the point and scale factor, until a
+ *   command it can hold is written.
  * - `setGridForming(on)` switches between grid-following and grid-forming (island). Callers must open and
  *   confirm the grid contactor first (invariant 5); the driver does not check it.
+ * - Every method resolves within the driver's call bound (SunSpec: 2 × timeoutMs × (retries + 1)); one
+ *   that overruns it resolves anyway and the port reports a `timeout` fault naming what was pending.
+ * - Command following (hal/inverter/command-following.ts): once a new setpoint has had 5 s plus its ramp
+ *   (20 % of the rating per second) to settle, measured AC power further than max(5 % of the rating,
+ *   300 W) from it is fault `not_following` with the cause (wrong sign, nothing, far off; commanded vs
+ *   measured). Not checked while grid-forming. It clears when the device follows again.
  * - On a communication fault the driver keeps the last command and re-applies it before clearing the fault.
  */
 export interface InverterPort {
