@@ -193,6 +193,17 @@ export class SqliteOutbox implements OutboxStore {
     }
   }
 
+  /**
+   * Stamps without writing anything, for answers sent while the file cannot take writes. Uses only seq
+   * numbers already reserved on disk, so seq stays increasing across restarts; throws when none are left.
+   */
+  stampVolatile(msgs: OutboundMessage[], nowMs: number): QueuedMessage[] {
+    if (!Array.isArray(msgs)) throw new Error('outbox stampVolatile: msgs must be an array');
+    msgs.forEach(checkMessage);
+    if (this.nextSeq + msgs.length - 1 > this.reservedUpTo) throw new Error('outbox: no reserved seq numbers left to stamp without a write');
+    return this.stamp(msgs, nowMs);
+  }
+
   private stamp(msgs: OutboundMessage[], nowMs: number): QueuedMessage[] {
     if (!Number.isFinite(nowMs)) throw new Error(`outbox enqueue: nowMs must be a finite epoch ms, got ${nowMs}`);
     const ts = isoUtc(nowMs);

@@ -1,20 +1,25 @@
 /**
- * The MQTT uplink to the aggregator (contract §1): connection with fallback and backoff, birth and last
- * will, the durable outbox drain, and dispatch intake. It decides nothing about the car: valid commands go
- * to `onCommand`, invalid ones are answered here and never reach the core.
+ * The MQTT uplink to the aggregator (contract §1), in three parts: the connection supervisor
+ * (connection.ts: fallback, backoff, watchdog), the outbox pump (pump.ts) and dispatch intake
+ * (intake.ts). This file puts them together: birth and offline status, publishing, reconfiguration. It
+ * decides nothing about the car: valid commands go to `onCommand`, invalid ones are answered here and
+ * never reach the core.
  *
  * Delivery rule: a QoS 1 message is in the outbox before its first send and leaves it only on PUBACK, so
  * a broker outage or a crash can repeat a message (same seq) but never lose one. The aggregator
  * de-duplicates by `seq`.
  */
-import { readFileSync } from 'node:fs';
-import type { KeyObject } from 'node:crypto';
-import mqtt, { type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { isoUtc, type OutboundMessage, type OutboxStore, type QueuedMessage } from '../contract.ts';
-import type { DispatchCommand, ReplyRoute } from '../control/types.ts';
-import { parseDispatchPayload, type CodecReason } from './codec.ts';
-import { loadPublicKey, ReplayGuard } from './signing.ts';
+import type { DispatchCommand } from '../control/types.ts';
+import { ConnectionSupervisor } from './connection.ts';
+import { DEFAULT_MAX_LIVE_DISPATCHES, DispatchIntake, isPublishableTopic, type IntakeReason } from './intake.ts';
+import { OutboxPump, isNotifying } from './pump.ts';
+import type { ReplayMemory } from './signing.ts';
 import { uplinkSettings, type UplinkSection, type UplinkSettings } from './settings.ts';
+import { realTimer, withTimeout, type UplinkTimer } from './timer.ts';
+
+export { isPublishableTopic } from './intake.ts';
 
 /** pino-compatible: `log.warn({ err }, 'message')`. */
 export interface UplinkLog {
@@ -27,7 +32,7 @@ export interface InvalidDispatch {
   topic: string;
   source: string;
   id: string | null;
-  reason: CodecReason;
+  reason: IntakeReason;
   field?: string;
   message: string;
   /** False when the answer was dropped by the rate limit on invalid answers. */
@@ -37,8 +42,22 @@ export interface InvalidDispatch {
 export interface UplinkOptions {
   config: { deviceId: string; uplink: UplinkSection };
   outbox: OutboxStore;
-  /** Only `nowMs` is used: message times follow the runtime's clock, network timers run in real time. */
+  /** Message times (`ts`, signed-dispatch ages, dispatch windows): the runtime's wall clock. */
   clock: { nowMs(): number };
+  /**
+   * Reconnect backoff, connect watchdog and supervisor timers (the hal Clock's timer half). Default:
+   * real time, timers that do not keep the process alive. Tests pass the virtual clock.
+   */
+  timer?: UplinkTimer;
+  /**
+   * Remembers signed dispatches per id and signature; give the store's `replay` (SQLite) so the guard
+   * survives restarts. Default: in memory.
+   */
+  replay?: ReplayMemory;
+  /** Live dispatches the device holds (scheduled or active, plus commands not yet taken in). */
+  liveDispatches?: () => number;
+  /** Bound on `liveDispatches()`; a new dispatch beyond it is answered `dispatch_limit` (default 100). */
+  maxLiveDispatches?: number;
   log?: UplinkLog;
   /** A valid dispatch or cancel. Called synchronously from the MQTT message handler; must not block. */
   onCommand: (cmd: DispatchCommand) => void;
@@ -76,6 +95,8 @@ export interface UplinkStats {
   invalidDropped: number;
   /** Outbound messages refused before the outbox (bad topic) or lost to an outbox error. */
   publishErrors: number;
+  /** Answers sent without being stored because the outbox could not write (a full or read-only disk). */
+  unstored: number;
   lastError?: string;
 }
 
@@ -87,8 +108,8 @@ export interface Uplink {
   /** Stamp, persist (QoS 1) and send. Never throws. */
   publish(msgs: OutboundMessage[]): void;
   /**
-   * Send whatever is pending in the outbox. For rows written there by someone else (the store's settlement
-   * transaction); the uplink also looks once a second on its own.
+   * Send whatever is pending in the outbox. Rows written inside a transaction are sent only after it
+   * commits; the SQLite outbox wakes the uplink itself then, so this is only needed for other outboxes.
    */
   drain(): void;
   connected(): boolean;
@@ -103,9 +124,6 @@ export interface Uplink {
   stats(): UplinkStats;
 }
 
-const UNSUPPORTED_PROTOCOL = new Set([1, 132]);
-const FALLBACK_NOTE = 'broker refused MQTT 5; using 3.1.1';
-
 export function createUplink(opts: UplinkOptions): Uplink {
   return new MqttUplink(opts);
 }
@@ -116,75 +134,58 @@ const consoleLog: UplinkLog = {
   error: (o, m) => console.error(`uplink: ${m}`, o),
 };
 
-/** A topic the device may publish to: no wildcards, no NUL, not empty, not a `$` system topic. */
-export function isPublishableTopic(t: unknown): t is string {
-  return typeof t === 'string' && t.length > 0 && t.length <= 1024 && !/[+#\u0000]/.test(t) && !t.startsWith('$');
-}
-
-interface Flight {
-  row: QueuedMessage;
-  /** PUBACKs still awaited (the own topic, and the MQTT 5 response topic when there is one). */
-  waiting: number;
-  failed: boolean;
+/** What an outbox that can stamp without writing offers (the SQLite one), for answers while the disk is full. */
+interface VolatileStamping {
+  stampVolatile(msgs: OutboundMessage[], nowMs: number): QueuedMessage[];
 }
 
 class MqttUplink implements Uplink {
   readonly root: string;
   private s: UplinkSettings;
   private readonly log: UplinkLog;
-  private readonly maxInFlight: number;
-  private readonly reconnectMinMs: number;
-  private readonly reconnectMaxMs: number;
-  private readonly sources = new Map<string, string>();
-  private readonly replay = new ReplayGuard();
-  private publicKey: KeyObject | undefined;
-  private url: string | null;
+  private readonly timer: UplinkTimer;
+  private readonly conn: ConnectionSupervisor;
+  private readonly pump: OutboxPump;
+  private readonly intake: DispatchIntake;
   private embedded: { close(): Promise<void> } | undefined;
   private startedAt = '';
-
-  private client: MqttClient | undefined;
-  private generation = 0;
-  private isConnected = false;
-  private protocolVersion: 4 | 5 = 5;
-  private fallbackTo311 = false;
-  private attemptStartedMs = 0;
-  private connectedSinceMs = 0;
-  private failures = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private watchdogTimer: NodeJS.Timeout | undefined;
-  private supervisor: NodeJS.Timeout | undefined;
   private started = false;
   private stopping = false;
 
-  private readonly inFlight = new Map<number, Flight>();
-  /** Rows the broker refused on this connection; retried after the next reconnect. */
-  private readonly refused = new Set<number>();
-  private lastSentSeq = -Infinity;
-  private pumpQueued = false;
-
-  private tokens: number;
-  private tokensAtMs = 0;
-  private readonly tokenRatePerS: number;
-  private readonly tokenBurst: number;
-
   private readonly st: UplinkStats = {
     connected: false, connectAttempts: 0, connects: 0, disconnects: 0, sent: 0, acked: 0, inFlight: 0, outboxRows: 0,
-    qos0Sent: 0, qos0Dropped: 0, received: 0, commands: 0, invalid: 0, invalidDropped: 0, publishErrors: 0,
+    qos0Sent: 0, qos0Dropped: 0, received: 0, commands: 0, invalid: 0, invalidDropped: 0, publishErrors: 0, unstored: 0,
   };
 
   constructor(private readonly o: UplinkOptions) {
     this.s = uplinkSettings(o.config.uplink);
     this.log = o.log ?? consoleLog;
+    this.timer = o.timer ?? realTimer;
     this.root = `${this.s.prefix}/${o.config.deviceId}`;
-    this.url = this.s.url;
-    this.maxInFlight = Math.max(1, o.maxInFlight ?? 20);
-    this.reconnectMinMs = o.reconnectMinMs ?? 1000;
-    this.reconnectMaxMs = Math.max(this.reconnectMinMs, o.reconnectMaxMs ?? 60_000);
-    this.tokenRatePerS = o.invalidAnswersPerS ?? 20;
-    this.tokenBurst = o.invalidAnswersBurst ?? 200;
-    this.tokens = this.tokenBurst;
-    this.sources.set(`${this.root}/dispatch`, 'device');
-    for (const g of this.s.groups) this.sources.set(`${this.s.prefix}/group/${g}/dispatch`, `group:${g}`);
+    const reconnectMinMs = o.reconnectMinMs ?? 1000;
+    this.pump = new OutboxPump({
+      outbox: o.outbox, root: this.root, log: this.log, stats: this.st, maxInFlight: Math.max(1, o.maxInFlight ?? 20),
+      stateExpiryS: () => Math.max(30, 3 * (Number(this.o.config.uplink.stateIntervalS) || 10)),
+    });
+    this.conn = new ConnectionSupervisor({
+      deviceId: o.config.deviceId, root: this.root, settings: () => this.s, timer: this.timer, log: this.log, stats: this.st,
+      reconnectMinMs, reconnectMaxMs: Math.max(reconnectMinMs, o.reconnectMaxMs ?? 60_000),
+      events: {
+        connected: (client, v, _sp, gen) => this.onConnected(client, v, gen),
+        disconnected: () => this.pump.detach(),
+        message: (topic, payload, packet) => this.intake.handle(topic, payload, packet),
+        // an outbox that does not announce its commits is looked at once a second
+        tick: () => {
+          if (!this.pump.notified) this.pump.pump();
+        },
+      },
+    });
+    this.intake = new DispatchIntake({
+      root: this.root, settings: () => this.s, nowMs: () => this.o.clock.nowMs(), log: this.log, stats: this.st,
+      onCommand: o.onCommand, onInvalid: o.onInvalid, answer: (m) => this.publish([m]), replay: o.replay,
+      invalidAnswersPerS: o.invalidAnswersPerS ?? 20, invalidAnswersBurst: o.invalidAnswersBurst ?? 200,
+      liveDispatches: o.liveDispatches, maxLiveDispatches: o.maxLiveDispatches ?? DEFAULT_MAX_LIVE_DISPATCHES,
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -195,18 +196,14 @@ class MqttUplink implements Uplink {
     this.started = true;
     this.stopping = false;
     this.startedAt = isoUtc(this.o.clock.nowMs());
-    this.url = this.s.url;
-    if (this.s.dispatchPublicKey) {
-      try {
-        this.publicKey = loadPublicKey(this.s.dispatchPublicKey);
-      } catch (e) {
-        // without its key the device cannot tell a genuine dispatch from a forged one: it refuses them all
-        this.publicKey = undefined;
-        this.st.lastError = (e as Error).message;
-        this.log.error({ err: (e as Error).message }, 'signed dispatch is configured but the key is unusable; every dispatch will be rejected');
-      }
+    let url = this.s.url;
+    const keyError = this.intake.loadKey();
+    if (keyError) {
+      // without its key the device cannot tell a genuine dispatch from a forged one: it refuses them all
+      this.st.lastError = keyError;
+      this.log.error({ err: keyError }, 'signed dispatch is configured but the key is unusable; every dispatch will be rejected');
     }
-    if (this.url === 'embedded') {
+    if (url === 'embedded') {
       const port = this.s.embeddedPort;
       try {
         const { startEmbeddedBroker } = await import('./embedded-broker.ts');
@@ -215,49 +212,43 @@ class MqttUplink implements Uplink {
       } catch (e) {
         this.log.warn({ err: (e as Error).message, port }, 'embedded broker did not start; connecting to whatever listens there');
       }
-      this.url = `mqtt://127.0.0.1:${port}`;
+      url = `mqtt://127.0.0.1:${port}`;
     }
-    if (!this.url) {
+    if (!url) {
       this.log.info({}, 'uplink.url is null: no aggregator connection; messages stay in the outbox');
       return;
     }
-    this.supervisor = setInterval(() => this.supervise(), 1000);
-    this.supervisor.unref();
-    this.attempt();
+    this.conn.start(url);
   }
 
   async stop(): Promise<void> {
     if (!this.started || this.stopping) return;
     this.stopping = true;
-    clearInterval(this.supervisor);
-    clearTimeout(this.retryTimer);
-    clearTimeout(this.watchdogTimer);
-    this.retryTimer = undefined;
-    const client = this.client;
-    if (client && this.isConnected) {
+    this.conn.stopping_();
+    const client = this.conn.liveClient();
+    if (client) {
       const off = this.stampStatus(false);
-      await withTimeout(
-        new Promise<void>((resolve) => client.publish(`${this.root}/status`, off, { qos: 1, retain: true }, () => resolve())),
-        2000,
-      );
-      await withTimeout(new Promise<void>((resolve) => client.end(false, {}, () => resolve())), 2000);
+      await withTimeout(this.timer, new Promise<void>((resolve) => client.publish(`${this.root}/status`, off, { qos: 1, retain: true }, () => resolve())), 2000);
+      await withTimeout(this.timer, new Promise<void>((resolve) => client.end(false, {}, () => resolve())), 2000);
     }
-    this.teardown();
-    this.isConnected = false;
-    this.st.connected = false;
+    this.conn.close();
+    this.pump.detach();
     if (this.embedded) {
-      await withTimeout(this.embedded.close(), 2000);
+      await withTimeout(this.timer, this.embedded.close(), 2000);
       this.embedded = undefined;
     }
     this.started = false;
   }
 
   connected(): boolean {
-    return this.isConnected;
+    return this.conn.connected;
   }
 
   drain(): void {
-    this.pump();
+    const o = this.o.outbox as Partial<{ whenCommitted(fn: () => void): void }>;
+    // inside a transaction the rows are not committed yet: look once it has
+    if (typeof o.whenCommitted === 'function') o.whenCommitted(() => this.pump.pump());
+    else this.pump.pump();
   }
 
   reconfigure(section: UplinkSection): { applied: string[]; restartNeeded: string[] } {
@@ -274,14 +265,10 @@ class MqttUplink implements Uplink {
       this.s = { ...next, ...keep };
       for (const k of ['maxPayloadBytes', 'maxDispatchAgeS'] as const) if (differs(k)) applied.push(k);
       if (differs('dispatchPublicKey')) {
-        this.publicKey = undefined;
-        if (next.dispatchPublicKey) {
-          try {
-            this.publicKey = loadPublicKey(next.dispatchPublicKey);
-          } catch (e) {
-            this.st.lastError = (e as Error).message;
-            this.log.error({ err: (e as Error).message }, 'new dispatch key unusable; every dispatch will be rejected');
-          }
+        const err = this.intake.loadKey();
+        if (err) {
+          this.st.lastError = err;
+          this.log.error({ err }, 'new dispatch key unusable; every dispatch will be rejected');
         }
         applied.push('dispatchPublicKey');
       }
@@ -294,11 +281,10 @@ class MqttUplink implements Uplink {
       );
       if (connectionKeys.length) {
         applied.push(...connectionKeys);
-        if (this.url !== 'embedded' && this.s.url !== null) this.url = this.s.url;
+        if (prev.url !== 'embedded' && this.s.url !== null && this.s.url !== 'embedded') this.conn.url = this.s.url;
         if (this.started && !this.stopping) {
-          this.failures = 0;
-          this.fallbackTo311 = false;
-          this.reconnectCleanly();
+          this.conn.resetBackoff();
+          this.conn.reconnectCleanly();
         }
       }
     } catch (e) {
@@ -307,47 +293,15 @@ class MqttUplink implements Uplink {
     return { applied, restartNeeded };
   }
 
-  /**
-   * DISCONNECT normally, then connect again with the current settings: the broker keeps the session and
-   * sends no last will. The next attempt waits for the old connection to close so it is no takeover.
-   */
-  private reconnectCleanly(): void {
-    clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
-    const c = this.client;
-    if (!c || !this.isConnected) {
-      this.scheduleRetry(0);
-      return;
-    }
-    this.client = undefined;
-    this.generation++;
-    this.onDisconnected();
-    c.removeAllListeners();
-    c.on('error', () => {});
-    let done = false;
-    const next = () => {
-      if (done) return;
-      done = true;
-      if (!this.stopping) this.scheduleRetry(0);
-    };
-    try {
-      c.end(false, {}, next);
-    } catch {
-      next();
-    }
-    setTimeout(next, 2000).unref();
-  }
-
   private resubscribeGroups(before: string[], after: string[]): void {
     const topic = (g: string) => `${this.s.prefix}/group/${g}/dispatch`;
     const removed = before.filter((g) => !after.includes(g)).map(topic);
     const added = after.filter((g) => !before.includes(g));
-    for (const t of removed) this.sources.delete(t);
-    for (const g of added) this.sources.set(topic(g), `group:${g}`);
-    const client = this.client;
-    if (!client || !this.isConnected) return;
-    if (removed.length) client.unsubscribe(removed, (err) => err && this.fail(`unsubscribe: ${err.message}`));
-    if (added.length) client.subscribe(added.map(topic), { qos: 1 }, (err) => err && this.fail(`subscribe: ${err.message}`));
+    this.intake.setGroups(after);
+    const client = this.conn.current();
+    if (!client) return;
+    if (removed.length) client.unsubscribe(removed, (err) => err && this.conn.fail(`unsubscribe: ${err.message}`));
+    if (added.length) client.subscribe(added.map(topic), { qos: 1 }, (err) => err && this.conn.fail(`subscribe: ${err.message}`));
   }
 
   stats(): UplinkStats {
@@ -357,189 +311,22 @@ class MqttUplink implements Uplink {
     } catch {
       // keep the last known figure
     }
-    return { ...this.st, connected: this.isConnected, inFlight: this.inFlight.size, outboxRows: rows, protocolVersion: this.st.protocolVersion };
+    return { ...this.st, connected: this.conn.connected, inFlight: this.pump.inFlightCount, outboxRows: rows, protocolVersion: this.st.protocolVersion };
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // connection
-
-  private options(): IClientOptions {
-    const s = this.s;
-    const v: 4 | 5 = this.fallbackTo311 ? 4 : 5;
-    const will = { topic: `${this.root}/status`, payload: Buffer.from('{"online":false}'), qos: 1 as const, retain: true } as NonNullable<IClientOptions['will']>;
-    if (v === 5 && s.willDelayS > 0) will.properties = { willDelayInterval: s.willDelayS };
-    const o: IClientOptions = {
-      protocolVersion: v,
-      clientId: this.o.config.deviceId,
-      // a persistent session keeps our subscriptions and queues QoS 1 dispatches while we are away
-      clean: false,
-      keepalive: s.keepaliveS,
-      connectTimeout: s.connectTimeoutS * 1000,
-      // reconnection is ours (jittered backoff and a watchdog); mqtt.js's own would race it
-      reconnectPeriod: 0,
-      resubscribe: false,
-      queueQoSZero: false,
-      will,
-    };
-    if (v === 5) o.properties = { sessionExpiryInterval: s.sessionExpiryS };
-    if (s.username) o.username = s.username;
-    // files are read on every attempt so a rotated certificate or password takes effect on reconnect
-    if (s.passwordFile) o.password = readFileSync(s.passwordFile, 'utf8').replace(/\r?\n$/, '');
-    if (s.tls) {
-      if (s.tls.ca) o.ca = readFileSync(s.tls.ca);
-      if (s.tls.cert) o.cert = readFileSync(s.tls.cert);
-      if (s.tls.key) o.key = readFileSync(s.tls.key);
-      o.rejectUnauthorized = s.tls.rejectUnauthorized;
-    } else o.rejectUnauthorized = true;
-    return o;
-  }
-
-  private attempt(): void {
-    if (this.stopping || !this.url) return;
-    this.retryTimer = undefined;
-    this.teardown();
-    const gen = ++this.generation;
-    this.st.connectAttempts++;
-    this.attemptStartedMs = Date.now();
-    let opts: IClientOptions;
-    try {
-      opts = this.options();
-    } catch (e) {
-      this.fail(`cannot prepare the connection: ${(e as Error).message}`);
-      this.scheduleRetry();
-      return;
-    }
-    const v = opts.protocolVersion as 4 | 5;
-    let client: MqttClient;
-    try {
-      client = mqtt.connect(this.url, opts);
-    } catch (e) {
-      this.fail(`cannot connect to ${this.url}: ${(e as Error).message}`);
-      this.scheduleRetry();
-      return;
-    }
-    this.client = client;
-    // dispatches and their answers are small packets: without this, Nagle's algorithm meeting the peer's
-    // delayed ACK holds each one back for tens of milliseconds
-    (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
-    // the connect watchdog: whatever state mqtt.js or the socket gets stuck in, this attempt ends
-    this.watchdogTimer = setTimeout(() => {
-      if (gen !== this.generation || this.isConnected) return;
-      this.fail(`no CONNACK within ${this.s.connectTimeoutS} s`);
-      this.scheduleRetry();
-    }, this.s.connectTimeoutS * 1000 + 1000);
-    this.watchdogTimer.unref();
-
-    client.on('connect', (connack) => {
-      if (gen !== this.generation) return;
-      this.onConnected(client, v, connack.sessionPresent);
-    });
-    client.on('message', (topic, payload, packet) => {
-      if (gen !== this.generation) return;
-      this.onMessage(topic, payload, packet);
-    });
-    client.on('error', (e: Error & { code?: unknown }) => {
-      if (gen !== this.generation) return;
-      if (v === 5 && typeof e.code === 'number' && UNSUPPORTED_PROTOCOL.has(e.code)) {
-        this.fallbackTo311 = true;
-        this.log.warn({ code: e.code }, FALLBACK_NOTE);
-        this.failures = 0;
-        this.scheduleRetry(0);
-        return;
-      }
-      this.fail(e.message);
-    });
-    client.on('close', () => {
-      if (gen !== this.generation) return;
-      if (this.isConnected) this.onDisconnected();
-      if (!this.stopping) this.scheduleRetry();
-    });
-  }
-
-  private onConnected(client: MqttClient, v: 4 | 5, sessionPresent: boolean): void {
-    clearTimeout(this.watchdogTimer);
-    this.isConnected = true;
-    this.st.connected = true;
-    this.protocolVersion = v;
-    this.st.protocolVersion = v;
-    this.st.connects++;
-    this.connectedSinceMs = Date.now();
-    this.inFlight.clear();
-    this.refused.clear();
-    this.lastSentSeq = -Infinity;
-    this.log.info({ url: this.url, protocolVersion: v, sessionPresent }, 'connected');
+  private onConnected(client: MqttClient, v: 4 | 5, gen: number): void {
     // birth first, so a subscriber sees online before anything else from this connection
     client.publish(`${this.root}/status`, this.stampStatus(true), { qos: 1, retain: true }, (err) => {
-      if (err) this.fail(`birth message: ${err.message}`);
+      if (err) this.conn.fail(`birth message: ${err.message}`);
     });
     const subs: Record<string, { qos: 1 }> = {};
-    for (const t of this.sources.keys()) subs[t] = { qos: 1 };
+    for (const t of this.intake.topics()) subs[t] = { qos: 1 };
     client.subscribe(subs, (err, granted) => {
-      if (err) return this.fail(`subscribe: ${err.message}`);
+      if (err) return this.conn.fail(`subscribe: ${err.message}`);
       const refused = (granted ?? []).filter((g) => g.qos === 128 || (g as { reasonCode?: number }).reasonCode === 128);
       if (refused.length) this.log.error({ topics: refused.map((g) => g.topic) }, 'broker refused a dispatch subscription');
     });
-    this.pump();
-  }
-
-  private onDisconnected(): void {
-    this.isConnected = false;
-    this.st.connected = false;
-    this.st.disconnects++;
-    this.inFlight.clear();
-    // a connection that held for a while was good: start the backoff over
-    if (Date.now() - this.connectedSinceMs > 30_000) this.failures = 0;
-    this.log.warn({ url: this.url }, 'disconnected from the broker');
-  }
-
-  private fail(message: string): void {
-    this.st.lastError = message;
-    this.log.warn({ err: message }, 'uplink connection problem');
-  }
-
-  /** Jittered exponential backoff: a random delay in [base/2, base], base doubling from min to max. */
-  private scheduleRetry(delayMs?: number): void {
-    if (this.stopping || this.retryTimer) return;
-    if (this.isConnected) this.onDisconnected();
-    this.teardown();
-    let d = delayMs;
-    if (d === undefined) {
-      const base = Math.min(this.reconnectMaxMs, this.reconnectMinMs * 2 ** Math.min(this.failures, 30));
-      d = base / 2 + Math.random() * (base / 2);
-      this.failures++;
-    }
-    this.retryTimer = setTimeout(() => this.attempt(), d);
-    this.retryTimer.unref();
-  }
-
-  /**
-   * Once a second: drain rows others wrote to the outbox; and whatever happened, an unconnected uplink
-   * always has an attempt or a retry under way.
-   */
-  private supervise(): void {
-    if (this.isConnected) return this.pump();
-    if (this.stopping || this.retryTimer) return;
-    const stuckMs = Date.now() - this.attemptStartedMs;
-    if (!this.client || stuckMs > (this.s.connectTimeoutS + 5) * 1000) {
-      this.fail('connection attempt stuck; starting over');
-      this.scheduleRetry();
-    }
-  }
-
-  private teardown(): void {
-    clearTimeout(this.watchdogTimer);
-    const c = this.client;
-    this.client = undefined;
-    if (!c) return;
-    this.generation++;
-    c.removeAllListeners();
-    // mqtt.js may still emit an error while closing; an unhandled 'error' event would end the process
-    c.on('error', () => {});
-    try {
-      c.end(true);
-    } catch {
-      // already closed
-    }
+    this.pump.attach({ client, generation: gen, protocolVersion: v });
   }
 
   private stampStatus(online: boolean): Buffer {
@@ -570,186 +357,50 @@ class MqttUplink implements Uplink {
         return good;
       });
       if (ok.length === 0) return;
-      const queued = this.o.outbox.enqueue(ok, this.o.clock.nowMs());
-      let qos1 = false;
-      for (const q of queued) {
-        if (q.qos === 1) qos1 = true;
-        else if (this.isConnected && this.client && !this.stopping) {
-          this.send(this.client, q, undefined);
-          this.st.qos0Sent++;
-        } else this.st.qos0Dropped++;
+      let queued: QueuedMessage[];
+      try {
+        queued = this.o.outbox.enqueue(ok, this.o.clock.nowMs());
+      } catch (e) {
+        this.st.publishErrors++;
+        this.log.error({ err: (e as Error).message }, 'outbound messages not queued');
+        this.sendUnstored(ok);
+        return;
       }
-      if (qos1) this.pump();
+      const volatile = queued.filter((q) => q.qos !== 1);
+      if (volatile.length) {
+        const send = () => {
+          for (const q of volatile) {
+            if (!this.stopping && this.pump.sendVolatile(q)) this.st.qos0Sent++;
+            else this.st.qos0Dropped++;
+          }
+        };
+        // a QoS 0 message produced inside a transaction is as uncommitted as the rows beside it
+        const o = this.o.outbox as Partial<{ whenCommitted(fn: () => void): void }>;
+        if (typeof o.whenCommitted === 'function') o.whenCommitted(send);
+        else send();
+      }
+      // QoS 1 rows: the SQLite outbox wakes the pump after the commit; another outbox is drained now
+      if (queued.some((q) => q.qos === 1) && !isNotifying(this.o.outbox)) this.pump.pump();
     } catch (e) {
       this.st.publishErrors++;
       this.log.error({ err: (e as Error).message }, 'outbound messages not queued');
     }
   }
 
-  private schedulePump(): void {
-    if (this.pumpQueued) return;
-    this.pumpQueued = true;
-    // acks arrive in bursts: one outbox read per burst, not one per ack
-    setImmediate(() => {
-      this.pumpQueued = false;
-      this.pump();
-    });
-  }
-
-  /** Send pending outbox rows in seq order, keeping at most `maxInFlight` unacknowledged. */
-  private pump(): void {
+  /**
+   * The outbox cannot write (a full or read-only disk): answers and events are still sent, once, while
+   * connected, so the aggregator hears the `storage` refusal; nothing else is. They carry seq numbers
+   * already reserved on disk, so seq stays increasing across restarts.
+   */
+  private sendUnstored(msgs: OutboundMessage[]): void {
+    const o = this.o.outbox as Partial<VolatileStamping>;
+    if (typeof o.stampVolatile !== 'function') return;
+    const urgent = msgs.filter((m) => m.class === 'response' || m.class === 'event');
+    if (!urgent.length) return;
     try {
-      const client = this.client;
-      if (!client || !this.isConnected || this.stopping) return;
-      const free = this.maxInFlight - this.inFlight.size;
-      if (free <= 0) return;
-      const rows = this.o.outbox.pending(this.inFlight.size + this.refused.size + free);
-      let sent = 0;
-      for (const row of rows) {
-        if (sent >= free) break;
-        if (row.rowId === undefined || row.seq <= this.lastSentSeq || this.inFlight.has(row.rowId) || this.refused.has(row.rowId)) continue;
-        this.lastSentSeq = row.seq;
-        this.send(client, row, row.rowId);
-        sent++;
-      }
+      for (const q of o.stampVolatile(urgent, this.o.clock.nowMs())) if (!this.stopping && this.pump.sendVolatile(q)) this.st.unstored++;
     } catch (e) {
-      this.st.publishErrors++;
-      this.log.error({ err: (e as Error).message }, 'outbox drain failed; retrying on the next message or reconnect');
+      this.log.error({ err: (e as Error).message }, 'answers not sent: no seq numbers left without a disk write');
     }
-  }
-
-  private send(client: MqttClient, m: QueuedMessage, rowId: number | undefined): void {
-    const body = Buffer.from(JSON.stringify({ ts: m.ts, seq: m.seq, ...m.payload }));
-    const topic = m.absoluteTopic ? m.topic : `${this.root}/${m.topic}`;
-    const gen = this.generation;
-    const targets: [string, IClientPublishOptions][] = [[topic, { qos: m.qos, retain: m.retain }]];
-    if (m.responseTopic) {
-      const o: IClientPublishOptions = { qos: m.qos, retain: false };
-      if (this.protocolVersion === 5 && m.correlationData) o.properties = { correlationData: Buffer.from(m.correlationData, 'base64') };
-      targets.push([m.responseTopic, o]);
-    }
-    if (rowId === undefined) {
-      for (const [t, o] of targets) client.publish(t, body, o);
-      return;
-    }
-    const flight: Flight = { row: m, waiting: targets.length, failed: false };
-    this.inFlight.set(rowId, flight);
-    this.st.sent++;
-    for (const [t, o] of targets)
-      client.publish(t, body, o, (err) => {
-        try {
-          this.onPublished(rowId, flight, gen, err);
-        } catch (e) {
-          this.log.error({ err: (e as Error).message }, 'outbox acknowledgement failed');
-        }
-      });
-  }
-
-  private onPublished(rowId: number, flight: Flight, gen: number, err: Error | undefined): void {
-    if (err) flight.failed = true;
-    if (--flight.waiting > 0) return;
-    const current = this.inFlight.get(rowId) === flight && gen === this.generation;
-    if (!flight.failed) {
-      // the broker has it: even if the connection since dropped, the row must not be sent again
-      this.o.outbox.ack(rowId);
-      this.st.acked++;
-    } else if (current && this.isConnected) {
-      // refused while connected (not authorized, quota): kept, and retried after the next reconnect
-      this.refused.add(rowId);
-      this.log.error({ seq: flight.row.seq, topic: flight.row.topic, err: err?.message }, 'broker refused a message');
-    }
-    if (current) {
-      this.inFlight.delete(rowId);
-      this.schedulePump();
-    }
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // inbound
-
-  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    try {
-      this.st.received++;
-      const source = this.sources.get(topic);
-      if (!source) return;
-      const replyTo = this.replyRoute(packet);
-      const r = parseDispatchPayload(payload, {
-        nowMs: this.o.clock.nowMs(),
-        source,
-        maxBytes: this.s.maxPayloadBytes,
-        publicKey: this.publicKey,
-        maxAgeS: this.s.maxDispatchAgeS,
-        replay: this.replay,
-        replyTo,
-      });
-      if (this.s.dispatchPublicKey && !this.publicKey) {
-        // configured for signed dispatch but without a usable key: nothing may pass, signed or not
-        const id = r.ok ? (r.command.kind === 'cancel' ? r.command.id : r.command.request.id) : r.id;
-        this.answerInvalid(topic, source, { id, reason: 'signature', field: 'sig', message: 'device has no usable dispatch key' }, replyTo);
-        return;
-      }
-      if (!r.ok) {
-        this.answerInvalid(topic, source, r, replyTo);
-        return;
-      }
-      this.st.commands++;
-      this.o.onCommand(r.command);
-    } catch (e) {
-      this.log.error({ err: (e as Error).message, topic }, 'dispatch handler failed');
-    }
-  }
-
-  private replyRoute(packet: IPublishPacket): ReplyRoute | undefined {
-    const p = packet.properties;
-    if (!p?.responseTopic) return undefined;
-    if (!isPublishableTopic(p.responseTopic)) {
-      this.log.warn({ responseTopic: String(p.responseTopic).slice(0, 80) }, 'ignored an unusable MQTT 5 response topic');
-      return undefined;
-    }
-    const route: ReplyRoute = { responseTopic: p.responseTopic };
-    const cd = p.correlationData as Buffer | undefined;
-    if (cd && cd.length > 0) route.correlationData = Buffer.from(cd).toString('base64');
-    return route;
-  }
-
-  /** Answer an invalid payload ourselves, through the outbox; rate-limited so a flood cannot fill it. */
-  private answerInvalid(topic: string, source: string, r: { id: string | null; reason: CodecReason; field?: string; message: string }, replyTo: ReplyRoute | undefined): void {
-    this.st.invalid++;
-    const now = this.o.clock.nowMs();
-    this.tokens = Math.min(this.tokenBurst, this.tokens + (Math.max(0, now - this.tokensAtMs) / 1000) * this.tokenRatePerS);
-    this.tokensAtMs = now;
-    const answered = this.tokens >= 1;
-    if (answered) {
-      this.tokens -= 1;
-      const payload: Record<string, unknown> = { id: r.id, status: 'rejected', reason: r.reason };
-      if (r.field !== undefined) payload.field = r.field;
-      payload.message = r.message;
-      const m: OutboundMessage = { topic: 'dispatch/response', payload, qos: 1, retain: false, class: 'response' };
-      if (replyTo) {
-        m.responseTopic = replyTo.responseTopic;
-        if (replyTo.correlationData) m.correlationData = replyTo.correlationData;
-      }
-      this.publish([m]);
-    } else {
-      this.st.invalidDropped++;
-      if (this.st.invalidDropped % 1000 === 1) this.log.warn({ dropped: this.st.invalidDropped }, 'invalid dispatch flood: answers dropped');
-    }
-    try {
-      this.o.onInvalid?.({ topic, source, id: r.id, reason: r.reason, field: r.field, message: r.message, answered });
-    } catch (e) {
-      this.log.error({ err: (e as Error).message }, 'onInvalid handler failed');
-    }
-  }
-}
-
-async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    t = setTimeout(() => resolve(undefined), ms);
-  });
-  try {
-    return await Promise.race([p.catch(() => undefined), timeout]);
-  } finally {
-    clearTimeout(t);
   }
 }
