@@ -19,7 +19,7 @@ import type { CoreEvent, DispatchCommand, Memory, Plan, Snapshot } from '../cont
 import { isoUtc } from '../contract.ts';
 import { Actuator } from './actuation.ts';
 import { gridUp, round1 } from './outgoing.ts';
-import { BoundedCaller } from './port-calls.ts';
+import { BoundedCaller, within } from './port-calls.ts';
 import { Recorder } from './recording.ts';
 import { loadIsland, recoverDispatches, startupFindings } from './recovery.ts';
 import { controlSettings } from './settings.ts';
@@ -258,21 +258,23 @@ export class Runtime {
       }
     }
     this.actuator.halt();
-    const steps: Promise<unknown>[] = [];
+    // each step waits at most one call bound more than its own calls (a command queued behind a hung one)
+    const boundMs = this.portCallTimeoutMs();
+    const step = (p: Promise<unknown>) => within(this.clock, p, boundMs * 2);
+    const zero: Promise<unknown>[] = [];
     // the device's own watchdog covers a crash; a stop leaves the power stage at zero itself
-    if (this.isOpen('inverter')) steps.push(this.actuator.setpoint.send(0));
-    if (this.config.vehicleLink.forwardLimit && this.isOpen('vehicle')) steps.push(this.actuator.limit.send(0));
-    await Promise.all(steps);
+    if (this.isOpen('inverter')) zero.push(step(this.actuator.setpoint.send(0)));
+    if (this.config.vehicleLink.forwardLimit && this.isOpen('vehicle')) zero.push(step(this.actuator.limit.send(0)));
+    await Promise.all(zero);
     const reading = this.ports.inverter.state().reading;
     const mayForm = reading?.gridForming === true || this.actuator.forming.requested === true || (this.memory.lastGridForming !== false && this.memory.island.phase !== 'on-grid');
     if (mayForm) {
       // nobody will supervise an island after this: stop forming, and the contactor stays (or goes) open
       const open: Promise<unknown>[] = [];
-      if (this.ports.relays && this.isOpen('relays')) open.push(this.actuator.contactor.send(false));
-      if (this.isOpen('inverter')) open.push(this.actuator.forming.send(false));
+      if (this.ports.relays && this.isOpen('relays')) open.push(step(this.actuator.contactor.send(false)));
+      if (this.isOpen('inverter')) open.push(step(this.actuator.forming.send(false)));
       await Promise.all(open);
     }
-    const boundMs = this.portCallTimeoutMs();
     await Promise.all(this.allPorts().map((port) => this.caller.call(port.kind, 'close', () => port.close(), { track: false, boundMs })));
   }
 

@@ -134,6 +134,32 @@ export class BoundedCaller {
   }
 }
 
+/** `p`, or `undefined` once `ms` of the clock have passed (never rejects): for steps that must not hang. */
+export function within<T>(clock: Clock, p: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    let done = false;
+    const handle = clock.setTimer(() => {
+      if (done) return;
+      done = true;
+      resolve(undefined);
+    }, ms);
+    p.then(
+      (v) => {
+        if (done) return;
+        done = true;
+        clock.clearTimer(handle);
+        resolve(v);
+      },
+      () => {
+        if (done) return;
+        done = true;
+        clock.clearTimer(handle);
+        resolve(undefined);
+      },
+    );
+  });
+}
+
 interface Waiter {
   resolve: (ok: boolean) => void;
 }
@@ -212,6 +238,10 @@ export class CommandChannel<T> {
           this.ackSeq = seq;
           this.acknowledged = value;
         }
+        // an older command that answered after a newer one was issued may have reached the device last:
+        // the newest value is sent again so it is the one in force
+        if (outcome === 'answered' && seq < this.issuedSeq && this.requested !== undefined && !Object.is(this.requested, value) && !this.queued)
+          this.queued = { value: this.requested, waiters: [] };
         const next = this.queued;
         if (next && this.outstanding === 0) {
           this.queued = undefined;

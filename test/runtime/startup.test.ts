@@ -169,3 +169,26 @@ test('the back-off of a port that keeps failing to open doubles up to 60 s', asy
   assert.match(rt.status().portFaults.join(' '), /inverter failed to open: .*ECONNREFUSED/);
   await drive(clock, rt.stop());
 });
+
+test('a saved island state that cannot be used is named in the start-up event and not acted on', async () => {
+  const clock = new VirtualClock(T);
+  const site = new SimSite({ clock, vehicle: { capacityWh: 50000, socPct: 85, maxChargeW: 11000, maxDischargeW: 11000 }, inverter: { ratedW: 11000, efficiency: 0.95 }, houseLoadW: 500 });
+  const config = loadConfig(null, { timezone: 'UTC', uplink: { url: null }, vehicle: { departureTime: null } });
+  const saved: { json: string; atMs: number }[] = [];
+  const store = {
+    recordDispatch() {}, settleDispatch: () => [], recordEvent() {}, recordSample() {},
+    loadIsland: () => ({ json: '{"phase":"floating","sinceMs":1}', atMs: T - 1000 }),
+    saveIsland: (json: string, atMs: number) => void saved.push({ json, atMs }),
+  };
+  const events: CoreEvent[] = [];
+  const rt = new Runtime({ ports: site.ports(), config, store, onEvent: (e) => events.push(e) });
+  await drive(clock, rt.start());
+  const startup = events.find((e) => e.kind === 'startup');
+  assert.match(startup?.message ?? '', /unknown phase "floating"; starting without it/);
+  assert.equal(rt.memorySnapshot().island.phase, 'on-grid');
+  assert.equal(saved.length, 1, 'the island state in force is saved once');
+  assert.equal(JSON.parse(saved[0].json).phase, 'on-grid');
+  await stepUntil(clock, () => false, 5000, 100);
+  assert.equal(saved.length, 1, 'and not again while it does not change');
+  await drive(clock, rt.stop());
+});
