@@ -169,6 +169,23 @@ export class SimInverter implements InverterPort {
     else this.exportedWh -= wh;
   }
 
+  /**
+   * The bus changed (grid or contactor): a grid-following stage sees the grid appear or vanish at once
+   * (ConnSt, GRID_DISCONNECT) and ceases to energize without it; power flows again from the next step.
+   */
+  busChanged(gridOnBus: boolean): void {
+    if (this.gridForming) return;
+    if (gridOnBus) {
+      this.connected = true;
+      this.alarms.delete('GRID_DISCONNECT');
+    } else {
+      this.connected = false;
+      this.alarms.add('GRID_DISCONNECT');
+      this.acPowerW = 0;
+      this.operatingState = 'standby';
+    }
+  }
+
   private trip(alarm: string): void {
     this.alarms.add(alarm);
     this.operatingState = 'fault';

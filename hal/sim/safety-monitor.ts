@@ -10,6 +10,8 @@
  *   island with the grid: out of phase, equipment damage and a live-line hazard for the utility's crew),
  *   or onto a grid that was down or had been back for less than the reconnect delay (IEEE 1547-2018
  *   §4.10.3 asks a DER to wait before it enters service again; the house contactor follows the same rule).
+ *   The grid is judged as it was when the close was commanded, less the grid-sense debounce: a change in
+ *   those last milliseconds, or while the contact travels, is one no controller could have seen.
  * - `backfeedS`: seconds the inverter energized the grid side while the grid was down (grid-forming with
  *   the contact closed). A grid-following inverter ceases to energize when it loses the grid (IEEE 1547
  *   §8.1, anti-islanding); the simulated one does so at once, so only a forming inverter backfeeds.
@@ -72,17 +74,21 @@ export class SafetyMonitor {
   readonly outages = new BoundedLog<OutageRecord>(1024);
   private s: PhysicalState;
   private lastMs: number;
-  /** When the grid last came back; -Infinity: up since long before the run. */
-  private gridUpSinceMs = -Infinity;
   private contactorCommandClosed: boolean;
   private openOutage?: OutageRecord;
+  /** Recent grid edges, to judge the grid as the sense line could show it at a close command. */
+  private readonly gridEdges = new BoundedLog<{ atMs: number; up: boolean }>(64);
+  /** What was wrong with the grid when the contactor was last commanded closed (undefined: nothing). */
+  private closeVerdict?: string;
+  private readonly senseDebounceMs: number;
 
-  constructor(private readonly clock: Clock, initial: PhysicalState & { contactorCommandClosed: boolean }, opts: { reconnectDelayS?: number } = {}) {
+  constructor(private readonly clock: Clock, initial: PhysicalState & { contactorCommandClosed: boolean }, opts: { reconnectDelayS?: number; senseDebounceMs?: number } = {}) {
     this.reconnectDelayS = opts.reconnectDelayS ?? 300;
+    this.senseDebounceMs = opts.senseDebounceMs ?? 0;
     this.s = { gridUp: initial.gridUp, contactClosed: initial.contactClosed, gridForming: initial.gridForming };
     this.contactorCommandClosed = initial.contactorCommandClosed;
     this.lastMs = clock.nowMs();
-    if (!initial.gridUp) this.gridUpSinceMs = NaN;
+    if (!initial.gridUp) this.gridEdges.push({ atMs: -Infinity, up: false });
   }
 
   /** The physical state as last observed. */
@@ -95,28 +101,21 @@ export class SafetyMonitor {
     const now = this.clock.nowMs();
     this.integrate(now);
     const prev = this.s;
+    if (next.gridUp !== prev.gridUp) this.gridEdges.push({ atMs: now, up: next.gridUp });
     if (next.gridUp && !prev.gridUp) {
-      this.gridUpSinceMs = now;
       if (this.openOutage) {
         this.openOutage.upAtMs = now;
         this.openOutage = undefined;
       }
     }
     if (!next.gridUp && prev.gridUp) {
-      this.gridUpSinceMs = NaN;
       // the record is kept from the start and completed in place as the outage goes on
       const o: OutageRecord = { downAtMs: now, contactorAlreadyOpen: !this.contactorCommandClosed };
       this.outages.push(o);
       this.openOutage = o;
     }
     if (next.contactClosed && !prev.contactClosed) {
-      const why = next.gridForming
-        ? 'contact closed while the inverter was grid-forming'
-        : !next.gridUp
-          ? 'contact closed onto a dead grid'
-          : now - this.gridUpSinceMs < this.reconnectDelayS * 1000
-            ? `contact closed onto a grid back for ${now - this.gridUpSinceMs} ms (reconnect delay ${this.reconnectDelayS} s)`
-            : undefined;
+      const why = next.gridForming ? 'contact closed while the inverter was grid-forming' : this.closeVerdict;
       if (why) {
         this.unsafeContactorCloses++;
         this.unsafeCloses.push({ atMs: now, why });
@@ -131,12 +130,26 @@ export class SafetyMonitor {
   contactorCommand(closed: boolean): void {
     const now = this.clock.nowMs();
     this.contactorCommandClosed = closed;
+    if (closed) this.closeVerdict = this.gridVerdict(now);
     if (!closed && this.openOutage && !this.openOutage.contactorAlreadyOpen && this.openOutage.openCommandAtMs === undefined) {
       const o = this.openOutage;
       o.openCommandAtMs = now;
       const delayMs = now - o.downAtMs;
       this.maxGridLossToContactorOpenMs = Math.max(this.maxGridLossToContactorOpenMs ?? 0, delayMs);
     }
+  }
+
+  /** What was wrong with closing onto the grid at `atMs`, as the sense line could have shown it then. */
+  private gridVerdict(atMs: number): string | undefined {
+    const seenMs = atMs - this.senseDebounceMs;
+    const edges = this.gridEdges.toArray();
+    let last: { atMs: number; up: boolean } | undefined;
+    for (const e of edges) if (e.atMs <= seenMs) last = e;
+    if (last === undefined) return undefined; // up since before the run (or than the edges kept)
+    if (!last.up) return 'contact closed onto a grid that was down when commanded';
+    const upForMs = atMs - last.atMs;
+    if (upForMs < this.reconnectDelayS * 1000) return `contact closed onto a grid back for ${upForMs} ms when commanded (reconnect delay ${this.reconnectDelayS} s)`;
+    return undefined;
   }
 
   /** The car's SoC after a physics step in which the inverter gave `acPowerW` (negative: out of the car). */

@@ -107,7 +107,7 @@ export class SimSite {
       loadTiers: this.sheddableLoadsW.map((_, i) => new SimLine(`load-tier-${i + 1}`, 1)),
       estop: new SimLine('estop', 0),
     };
-    this.monitor = new SafetyMonitor(o.clock, { gridUp: true, contactClosed: true, gridForming: false, contactorCommandClosed: true }, { reconnectDelayS: o.reconnectDelayS });
+    this.monitor = new SafetyMonitor(o.clock, { gridUp: true, contactClosed: true, gridForming: false, contactorCommandClosed: true }, { reconnectDelayS: o.reconnectDelayS, senseDebounceMs: this.gridSenseDebounceMs });
     this.inverter.onCommand = (what, value) => this.actuationLog.push({ atMs: this.clock.nowMs(), what, value });
     this.inverter.onFormingChange = () => this.observe();
     this.lines.loadTiers.forEach((line, tier) => line.watch((level) => this.actuationLog.push({ atMs: this.clock.nowMs(), what: 'tier', value: level === 1, tier })));
@@ -162,6 +162,7 @@ export class SimSite {
   }
 
   private observe(): void {
+    this.inverter.busChanged(this.gridUp && this.contact);
     this.monitor.observe({ gridUp: this.gridUp, contactClosed: this.contact, gridForming: this.inverter.gridForming });
   }
 
