@@ -11,6 +11,7 @@ import { startSimEverestBridge } from '../hal/sim/everest-bridge.ts';
 import { openGpioPorts, type GpioFactory } from '../hal/gpio/onoff.ts';
 import type { GpioPorts } from '../hal/gpio/wiring.ts';
 import type { Config } from './config/types.ts';
+import { ConfigError } from './config/load.ts';
 
 export interface Hardware {
   ports: Ports;
@@ -101,7 +102,8 @@ async function build(c: Config, clock: Clock, log: (msg: string) => void, opts: 
       break;
     }
     default:
-      throw new Error(`inverter.driver "${c.inverter.driver}" is not available in this build`);
+      // a config error (exit 78), not a start-up failure systemd would retry every few seconds
+      throw new ConfigError([`inverter.driver: "${c.inverter.driver}" is not available in this build`], 'config');
   }
 
   let vehicle: Ports['vehicle'];
@@ -121,7 +123,7 @@ async function build(c: Config, clock: Clock, log: (msg: string) => void, opts: 
       break;
     }
     default:
-      throw new Error(`vehicleLink.driver "${c.vehicleLink.driver}" is not available in this build`);
+      throw new ConfigError([`vehicleLink.driver: "${c.vehicleLink.driver}" is not available in this build`], 'config');
   }
 
   let gpio: Pick<Ports, 'gridSense' | 'relays' | 'estop'> = {};

@@ -101,6 +101,10 @@ export function semanticProblems(c: Config): string[] {
   if (c.uplink.url !== null && c.uplink.url !== 'embedded' && !/^mqtts?:\/\/[^\s]+$/.test(c.uplink.url))
     p.push(`uplink.url: must be mqtt://…, mqtts://…, "embedded" or null`);
   if (c.control.faultClearS < 0) p.push('control.faultClearS: must be >= 0');
+  // a real inverter link with nowhere to go cannot work: refuse it at start (exit 78) rather than run in fault
+  const modbus = (c.inverter.modbus ?? {}) as { host?: unknown; path?: unknown };
+  if (c.inverter.driver === 'sunspec' && !(typeof modbus.host === 'string' && modbus.host) && !(typeof modbus.path === 'string' && modbus.path))
+    p.push('inverter.modbus: needs "host" (Modbus TCP, e.g. {"host": "192.168.1.50"}) or "path" (Modbus RTU, e.g. {"path": "/dev/ttyAMA0"})');
   // pins shared between roles and feedback/tiers without a contactor are rules the schema cannot express
   p.push(...gpioConfigProblems(c.gpio));
   return p;
