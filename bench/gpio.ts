@@ -11,7 +11,10 @@
  * - runtime: the real Runtime over the simulated site (its inverter, its contactor line and feedback),
  *   when src/runtime.ts is present.
  *
- * Usage: tsx bench/gpio.ts [--runs N] [--runtime-runs N] [--json]
+ * (c) through the runtime, ≥ 1,000 debounced grid-sense edges → contactor-open command, with a healthy
+ *     inverter and with one whose every call hangs (goal p99 ≤ 20 ms in both).
+ *
+ * Usage: tsx bench/gpio.ts [--runs N] [--runtime-runs N] [--edges N] [--edges-only] [--json]
  */
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
@@ -208,6 +211,88 @@ async function benchRuntime(debounceMs: number, runs: number): Promise<GpioBench
   return { path: 'runtime', debounceMs, zeroSetpoint: figures(zero), contactorOpen: figures(open), gridForming: figures(forming), feedbackDelayMs: FEEDBACK_DELAY_MS };
 }
 
+export interface EdgeBenchResult {
+  inverter: 'healthy' | 'hanging';
+  /** Grid-sense edge (debounced) → contactor output written open, through the real Runtime. */
+  contactorOpen: LatencyFigures;
+  /** Edge → zero setpoint issued to the inverter (answered or not). */
+  zeroSetpoint: LatencyFigures;
+}
+
+/**
+ * Grid-sense edge → contactor-open command over many edges, through the real Runtime on real timers,
+ * with a healthy inverter and with one whose every call hangs from just before the edge (issue 14:
+ * opening the contactor never waits on the inverter). Debounce 0: the figure starts at the debounced
+ * edge, so it is the runtime's own latency; add `gpio.gridSense.debounceMs` for the line's.
+ * Between edges the grid comes back, the hung calls are let go and the house rejoins.
+ */
+async function benchEdges(hang: boolean, runs: number): Promise<EdgeBenchResult> {
+  const { Runtime } = await import('../src/runtime.ts');
+  const { SimSite } = await import('../hal/sim/site.ts');
+  const { loadConfig } = await import('../src/config/load.ts');
+  const site = new SimSite({
+    clock: systemClock,
+    vehicle: { capacityWh: 60000, socPct: 60, maxChargeW: 11000, maxDischargeW: 11000 },
+    inverter: { ratedW: 11000, efficiency: 0.95 },
+    houseLoadW: 600,
+    contactorDelayMs: 5,
+    gridSenseDebounceMs: 0,
+  });
+  const config = loadConfig(null, {
+    vehicle: { departureTime: null },
+    backup: { reconnectDelayS: 0, rejoinRampS: 0 },
+    control: { tickS: 0.1 },
+    uplink: { url: null },
+  });
+  const inner = site.inverter;
+  let hanging = false;
+  const held: (() => void)[] = [];
+  const marks = { edgeAt: 0, zeroAt: 0, openAt: 0 };
+  const hold = <T>(call: () => Promise<T>): Promise<T | void> => (hanging ? new Promise<void>((r) => held.push(r)) : call());
+  const inverter: import('../hal/ports.ts').InverterPort = {
+    kind: 'inverter',
+    open: () => inner.open(),
+    refresh: () => hold(() => inner.refresh()) as Promise<void>,
+    state: () => inner.state(),
+    setPowerW: (w: number) => {
+      if (w === 0 && marks.edgeAt > 0 && marks.zeroAt === 0) marks.zeroAt = performance.now();
+      return hold(() => inner.setPowerW(w)) as Promise<void>;
+    },
+    setGridForming: (on: boolean) => hold(() => inner.setGridForming(on)) as Promise<void>,
+    close: () => inner.close(),
+    onChange: (l: () => void) => inner.onChange(l),
+  };
+  site.lines.contactor.watch((level) => {
+    if (level === 0 && marks.edgeAt > 0 && marks.openAt === 0) marks.openAt = performance.now();
+  });
+  site.startPhysics(50);
+  const runtime = new Runtime({ ports: { ...site.ports(), inverter }, config });
+  await runtime.start();
+  const open: number[] = [];
+  const zero: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      await until(() => site.contactorClosed() && runtime.memorySnapshot().island.phase === 'on-grid', 30_000, `back on the grid before edge ${i + 1}`);
+      hanging = hang;
+      Object.assign(marks, { edgeAt: performance.now(), zeroAt: 0, openAt: 0 });
+      site.setGrid(false);
+      await until(() => marks.openAt > 0, 5000, `contactor open after edge ${i + 1}`);
+      open.push(marks.openAt - marks.edgeAt);
+      if (marks.zeroAt > 0) zero.push(marks.zeroAt - marks.edgeAt);
+      marks.edgeAt = 0;
+      hanging = false;
+      for (const r of held.splice(0)) r();
+      site.setGrid(true);
+    }
+  } finally {
+    hanging = false;
+    for (const r of held.splice(0)) r();
+    await runtime.stop();
+    site.stopPhysics();
+  }
+  return { inverter: hang ? 'hanging' : 'healthy', contactorOpen: figures(open), zeroSetpoint: figures(zero) };
+}
+
 const f = (ms: number) => `${ms.toFixed(2)} ms`;
 
 function print(r: GpioBenchResult): void {
@@ -227,21 +312,31 @@ function argNumber(argv: string[], name: string, fallback: number): number {
   return Number.isFinite(v) && v > 0 ? Math.floor(v) : fallback;
 }
 
-export async function main(argv: string[] = process.argv.slice(2)): Promise<GpioBenchResult[]> {
+export async function main(argv: string[] = process.argv.slice(2)): Promise<(GpioBenchResult | EdgeBenchResult)[]> {
   const runs = argNumber(argv, '--runs', 300);
   const runtimeRuns = argNumber(argv, '--runtime-runs', 30);
+  const edges = argNumber(argv, '--edges', 1000);
   const debounceMs = GPIO_DEFAULTS.gridSenseDebounceMs;
-  console.log(`GPIO latency, real timers; grid-sense debounce from the config default: ${debounceMs} ms`);
-  const results: GpioBenchResult[] = [];
-  for (const d of [debounceMs, 0]) {
-    const r = await benchLines(d, runs);
-    print(r);
-    results.push(r);
+  const results: (GpioBenchResult | EdgeBenchResult)[] = [];
+  if (!argv.includes('--edges-only')) {
+    console.log(`GPIO latency, real timers; grid-sense debounce from the config default: ${debounceMs} ms`);
+    for (const d of [debounceMs, 0]) {
+      const r = await benchLines(d, runs);
+      print(r);
+      results.push(r);
+    }
+    for (const d of [debounceMs, 0]) {
+      const r = await benchRuntime(d, runtimeRuns);
+      if (!r) break;
+      print(r);
+      results.push(r);
+    }
   }
-  for (const d of [debounceMs, 0]) {
-    const r = await benchRuntime(d, runtimeRuns);
-    if (!r) break;
-    print(r);
+  console.log(`\nruntime: debounced grid-sense edge → contactor-open command, ${edges} edges each (p99 goal ≤ ${P99_TARGET_MS} ms)`);
+  for (const hang of [false, true]) {
+    const r = await benchEdges(hang, edges);
+    const ok = r.contactorOpen.p99Ms <= P99_TARGET_MS ? 'ok' : 'OVER GOAL';
+    console.log(`  ${r.inverter.padEnd(7)} inverter: contactor open p50 ${f(r.contactorOpen.medianMs)}  p99 ${f(r.contactorOpen.p99Ms)}  max ${f(r.contactorOpen.maxMs)} (${ok}); zero setpoint issued p50 ${f(r.zeroSetpoint.medianMs)}  p99 ${f(r.zeroSetpoint.p99Ms)}`);
     results.push(r);
   }
   if (argv.includes('--json')) console.log(JSON.stringify(results));

@@ -44,6 +44,8 @@ interface OpenState {
   cause?: string;
   attempts: number;
   inFlight: boolean;
+  /** The attempt running now (a stop during start-up waits a bound for it, to set the power to zero). */
+  attempt?: Promise<void>;
   retryTimer?: unknown;
 }
 
@@ -149,9 +151,14 @@ export class Runtime {
   }
 
   /** One attempt to open a port, bounded; on failure the next one is scheduled with back-off. */
-  private async openPort(port: AnyPort): Promise<void> {
+  private openPort(port: AnyPort): Promise<void> {
     const st = this.openStates.get(port.kind);
-    if (!st || st.open || st.inFlight || this.stopped) return;
+    if (!st || st.open || st.inFlight || this.stopped) return Promise.resolve();
+    st.attempt = this.openAttempt(port, st);
+    return st.attempt;
+  }
+
+  private async openAttempt(port: AnyPort, st: OpenState): Promise<void> {
     st.inFlight = true;
     st.attempts++;
     let error: unknown;
@@ -258,8 +265,11 @@ export class Runtime {
       }
     }
     this.actuator.halt();
-    // each step waits at most one call bound more than its own calls (a command queued behind a hung one)
     const boundMs = this.portCallTimeoutMs();
+    // a stop during start-up: the ports being opened get one bound more, so the power can still go to zero
+    const opening = [...this.openStates.values()].filter((st) => st.inFlight && st.attempt).map((st) => st.attempt!);
+    if (opening.length) await within(this.clock, Promise.all(opening), boundMs);
+    // each step waits at most one call bound more than its own calls (a command queued behind a hung one)
     const step = (p: Promise<unknown>) => within(this.clock, p, boundMs * 2);
     const zero: Promise<unknown>[] = [];
     // the device's own watchdog covers a crash; a stop leaves the power stage at zero itself

@@ -137,3 +137,20 @@ test('stop() with a hanging inverter: power to zero first, then the ports closed
     r.site.stopPhysics();
   }
 });
+
+test('a stop during start-up still sets the power to zero once the inverter has opened', async () => {
+  const r = rig();
+  try {
+    // what a crashed process left in force on the device
+    await r.site.inverter.setPowerW(-4000);
+    r.inverter.delayMs.open = 400;
+    const started = r.rt.start();
+    await stepUntil(r.clock, () => false, 100, 10);
+    const stopped = r.rt.stop();
+    await drive(r.clock, Promise.all([started, stopped]), 20_000);
+    assert.ok(r.inverter.calls.some((c) => c.method === 'setPowerW' && c.value === 0), 'a zero setpoint was sent');
+    assert.equal(r.site.inverter.setpointW, 0);
+  } finally {
+    r.site.stopPhysics();
+  }
+});
