@@ -278,11 +278,14 @@ describe('daemon stop: power to zero first, the process gone within its bound', 
     const silent: Server = createServer((s) => sockets.push(s));
     const mqttPort = await new Promise<number>((r) => silent.listen(0, '127.0.0.1', () => r((silent.address() as { port: number }).port)));
     const cfg = join(dir, 'local.json');
-    writeFileSync(cfg, JSON.stringify(externalConfig(dir, inv.port, `mqtt://127.0.0.1:${mqttPort}`)));
+    const c = externalConfig(dir, inv.port, `mqtt://127.0.0.1:${mqttPort}`);
+    writeFileSync(cfg, JSON.stringify({ ...c, uplink: { url: `mqtt://127.0.0.1:${mqttPort}`, connectTimeoutS: 1 } }));
     const d = startDaemon(cfg, dir);
     try {
       await waitFor('status', () => askStatus(d.sock, { cmd: 'status' }, 500));
       await waitFor('a connection attempt held open', () => (sockets.length > 0 ? true : undefined));
+      // the issue's case: SIGTERM after the connect watchdog gave up on an attempt (connack timeout)
+      await waitFor('a connack timeout', () => (/CONNACK|connack/.test(d.out()) ? true : undefined), 200);
       d.child.kill('SIGTERM');
       assert.equal(await d.exitWithin(STOP_BUDGET_MS + 3000), 0, d.out());
       assert.equal(inv.site.inverter.setpointW, 0);
