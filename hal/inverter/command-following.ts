@@ -8,6 +8,7 @@
  *   takes to cover the step (a full swing from −11 kW to +11 kW: 5 s + 10 s);
  * - after that, a reading further than the tolerance from the setpoint is not following, with the cause:
  *   `wrong_sign` (power flows the other way), `nothing` (commanded power, measured none) or `far_off`;
+ *   a reading within the tolerance is following at any time, settling or not;
  * - while the inverter forms the grid, its power is set by the island's load, not by the setpoint: no check.
  *
  * The checker states facts; what to do about them (zero power, curtail the dispatch) is the core's decision.
@@ -63,8 +64,8 @@ export function commandUnknown(): FollowingState {
 }
 
 /**
- * Judge one reading. Undefined when there is nothing to judge: no setpoint written, still settling, or the
- * inverter is forming the grid.
+ * Judge one reading. Undefined when there is nothing to judge: no setpoint written, the inverter is forming
+ * the grid, or the reading is off but the setpoint is still settling.
  */
 export function judgeFollowing(
   st: FollowingState,
@@ -73,10 +74,12 @@ export function judgeFollowing(
   s: FollowingSettings = DEFAULT_FOLLOWING,
 ): FollowingVerdict | undefined {
   const c = st.commandW;
-  if (c === undefined || reading.gridForming || reading.atMs < st.settleUntilMs) return undefined;
+  if (c === undefined || reading.gridForming) return undefined;
   const m = reading.acPowerW;
   const tol = followingToleranceW(ratedW, s);
+  // within the tolerance is following at any time, also while settling (a fault on the last setpoint clears)
   if (Math.abs(m - c) <= tol) return { following: true };
+  if (reading.atMs < st.settleUntilMs) return undefined;
   let cause: FollowingCause = 'far_off';
   if (Math.abs(c) > tol && Math.abs(m) > tol && Math.sign(m) !== Math.sign(c)) cause = 'wrong_sign';
   else if (Math.abs(c) > tol && Math.abs(m) <= tol) cause = 'nothing';

@@ -17,7 +17,8 @@ test('command following (pure): tolerance, settle time with the ramp, and the th
   assert.equal(st.settleUntilMs, 10_000);
   assert.equal(commandWritten(st, -11000, 4000, rated), st, 'the same command again does not restart the settle time');
   const at = (acPowerW: number, atMs: number) => judgeFollowing(st, { acPowerW, atMs, gridForming: false }, rated);
-  assert.equal(at(20000, 9999), undefined);
+  assert.equal(at(20000, 9999), undefined, 'off while settling: no verdict yet');
+  assert.deepEqual(at(-11000, 100), { following: true }, 'within the tolerance while settling: following');
   assert.deepEqual({ ...at(20000, 10_000), message: undefined }, { following: false, cause: 'wrong_sign', commandW: -11000, measuredW: 20000, toleranceW: 550, message: undefined });
   assert.equal((at(0, 10_000) as { cause: string }).cause, 'nothing');
   assert.equal((at(-5000, 10_000) as { cause: string }).cause, 'far_off');

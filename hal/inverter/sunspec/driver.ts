@@ -642,7 +642,7 @@ export class SunspecInverter implements InverterPort {
     const v = judgeFollowing(this.following, reading, this.ratings?.ratedW ?? 0, s);
     if (v === undefined) {
       // nothing to judge: no command known, or forming the grid (the island's load sets the power). While a
-      // new setpoint settles the last verdict stands.
+      // new setpoint settles and the power is not there yet, the last verdict stands.
       if (this.following.commandW === undefined || reading.gridForming) this.setFault('following', undefined);
       return;
     }
