@@ -254,7 +254,7 @@ describe('islanding (invariant 5) and backup (invariant 2)', () => {
   test('grid lost: zero power and contactor open, grid-forming only once the feedback confirms', () => {
     const plans = run(c, [
       [0, {}],
-      [1, { grid: { sensePresent: false }, inverter: { gridAlarm: true } }],
+      [1, { grid: { sensePresent: false }, inverter: { alarms: ['GRID_DISCONNECT'] } }],
       [2, { grid: { sensePresent: false }, contactor: { commandedClosed: false, feedbackClosed: true } }],
       [3, { grid: { sensePresent: false }, contactor: { commandedClosed: false, feedbackClosed: false } }],
     ]);
