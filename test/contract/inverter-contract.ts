@@ -68,6 +68,18 @@ export function inverterContract(name: string, build: () => Promise<InverterHarn
         assert.equal(h.port.state().reading!.acPowerW, 0);
       }));
 
+    it('commands issued without waiting for each other: the latest setpoint is the one in force', () =>
+      withPort(async (h) => {
+        await h.port.open();
+        await Promise.all([h.port.setPowerW(1000), h.port.setGridForming(false), h.port.setPowerW(-1500), h.port.setPowerW(2500), h.port.refresh()]);
+        h.step(1);
+        await h.port.refresh();
+        const r = h.port.state().reading!;
+        assert.equal(r.setpointW, 2500);
+        assert.equal(r.gridForming, false);
+        assert.equal(h.port.state().fault, undefined);
+      }));
+
     it('a command outside the ratings is clamped, and the clamp shows in setpointW', () =>
       withPort(async (h) => {
         await h.port.open();
