@@ -34,7 +34,9 @@ export const EXIT_FAILURE = 1;
  * TimeoutStopSec=20, so systemd never has to SIGKILL a process that may be holding the contactor line.
  */
 export const STOP_BUDGET_MS = 10_000;
-const STOP_STEP_MS = { runtime: 5000, store: 1000, uplink: 2500, hardware: 1500 } as const;
+// the runtime's own stop bounds each of its steps by two port-call bounds (control.portCallTimeoutMs,
+// 1.5 s by default): zero the setpoint, then the contactor; it gets the largest share
+const STOP_STEP_MS = { runtime: 6500, store: 1000, uplink: 1500, hardware: 800, statusSocket: 200 } as const;
 
 export interface DaemonOptions {
   configPath?: string;
@@ -160,7 +162,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     if (parts.uplink) await bounded('uplink goodbye', STOP_STEP_MS.uplink, () => parts.uplink!.stop());
     // 4. simulators, GPIO lines, the status socket
     if (parts.hw) await bounded('hardware close', STOP_STEP_MS.hardware, () => parts.hw!.close());
-    await bounded('status socket', 500, () => parts.statusServer?.close());
+    await bounded('status socket', STOP_STEP_MS.statusSocket, () => parts.statusServer?.close());
     notifier.close();
     process.off('SIGTERM', onTerm);
     process.off('SIGINT', onInt);
