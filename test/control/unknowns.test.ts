@@ -34,6 +34,19 @@ describe('non-finite inputs fail closed', () => {
     assert.ok(p.events.some((e) => e.kind === 'input' && e.message.includes('vehicle.socPct')), 'the unusable SoC is reported');
   });
 
+  test('an unusable input is reported once when it appears, not every tick', () => {
+    const plans = run(noDeparture, [
+      [0, { vehicle: { socPct: Number.NaN } }],
+      [1, { vehicle: { socPct: Number.NaN } }],
+      [2, {}],
+      [3, { vehicle: { socPct: Number.POSITIVE_INFINITY } }],
+      [4, { vehicle: { socPct: Number.NaN, capacityWh: -1 } }],
+    ]);
+    const inputEvents = plans.map((p) => p.events.filter((e) => e.kind === 'input').length);
+    assert.deepEqual(inputEvents, [1, 0, 0, 1, 1]);
+    assert.match(plans[4].events.find((e) => e.kind === 'input')!.message, /vehicle\.capacityWh = -1/);
+  });
+
   test('NaN car minimum discharges at 45 %', () => {
     // homeowner floor 50 %: a car minimum that is not a number must not take the floor with it
     const [p] = run(noDeparture, [[0, { vehicle: { socPct: 45, minSocPct: Number.NaN }, commands: [dispatchCmd('d', -7000, 600, T0)] }]]);
@@ -188,7 +201,8 @@ describe('answers the documentation promises', () => {
   });
 
   test('a dispatch whose numbers are not numbers is invalid, and nothing of it runs', () => {
-    const bad: DispatchCommand = { ...dispatchCmd('nan', -7000, 600, T0), request: { id: 'nan', powerW: Number.NaN, durationS: 600 } };
+    const request = { id: 'nan', powerW: Number.NaN, durationS: 600 };
+    const bad: DispatchCommand = { kind: 'dispatch', request, body: JSON.stringify(request), receivedMs: T0, source: 'device' };
     const [p] = run(noDeparture, [[0, { commands: [bad] }]]);
     assert.deepEqual(answers(p), ['rejected:invalid']);
     assert.equal(p.setpointW, 0);
