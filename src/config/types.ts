@@ -43,6 +43,10 @@ export interface ControlConfig {
   tickS: number;
   socMaxAgeS: number;
   inverterMaxAgeS: number;
+  /** A SoC figure is usable this long after the car last sent it (src/control/soc-tracker.ts), s. */
+  socTrackMaxAgeS: number;
+  /** A SoC figure is usable until this much energy moved since it, % of the capacity. */
+  socTrackMaxThroughputPct: number;
   faultAfterS: number;
   faultClearS: number;
   faultOpensContactor: 'always' | 'when-grid-absent';
