@@ -43,6 +43,18 @@ export function openDb(path: string, opts: OpenDbOptions = {}): Db {
   } catch (err) {
     throw new Error(`cannot open database ${path}: ${(err as Error).message}`);
   }
+  try {
+    setUp(db, path, opts);
+  } catch (err) {
+    db.close();
+    const code = (err as { code?: string }).code;
+    // a read-only or full file system shows here first (WAL needs its -shm and -wal files)
+    throw Object.assign(new Error(`cannot open database ${path}${code ? ` (${code})` : ''}: ${(err as Error).message}; is its file system full or read-only?`), { code });
+  }
+  return db;
+}
+
+function setUp(db: Db, path: string, opts: OpenDbOptions): void {
   // another process (the CLI beside the daemon) may hold the write lock for a moment
   db.pragma('busy_timeout = 5000');
   if (!opts.readonly) {
@@ -57,7 +69,6 @@ export function openDb(path: string, opts: OpenDbOptions = {}): Db {
     db.pragma(`journal_size_limit = ${8 * 1024 * 1024}`);
     db.pragma('temp_store = MEMORY');
   }
-  return db;
 }
 
 interface TxState {

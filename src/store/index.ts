@@ -150,6 +150,8 @@ export class Store {
   private readonly deltas = new SampleDeltas();
   private buffer: HistorySample[] = [];
   private lastFlushMs?: number;
+  /** After a failed batch write: sample time before which no new try is made. */
+  private flushRetryAtMs?: number;
   private lastPruneMs?: number;
   private dirtyDispatches = new Map<string, { record: DispatchRecord; nowMs: number }>();
   private pendingCheckpoint?: MeterCheckpoint;
@@ -373,7 +375,16 @@ export class Store {
     this.buffer.push(s);
     // a clock stepped back (NTP after boot) must not hold the batch until the old time comes round again
     if (this.lastFlushMs === undefined || s.atMs < this.lastFlushMs) this.lastFlushMs = s.atMs;
+    if (this.flushRetryAtMs !== undefined && s.atMs < this.flushRetryAtMs && s.atMs >= this.flushRetryAtMs - this.flushRetryMs()) {
+      // the last batch did not go in: wait for the retry time rather than re-encode the buffer each sample
+      this.boundBuffer();
+      return;
+    }
     if (s.atMs - this.lastFlushMs >= this.settings.sampleFlushS * 1000 || this.buffer.length >= MAX_BUFFERED_SAMPLES) this.flush(s.atMs);
+  }
+
+  private flushRetryMs(): number {
+    return Math.max(this.settings.sampleFlushS * 1000, this.probeIntervalMs);
   }
 
   /** A failed batch stays in memory for the next try, but never more than MAX_BUFFERED_SAMPLES of it. */
@@ -451,10 +462,14 @@ export class Store {
       this.writeBatch(batch, at);
     } catch (err) {
       this.boundBuffer();
-      // the next try comes after another flush interval, not on every sample
-      if (at !== undefined) this.lastFlushMs = at;
+      // the next try comes after the probe interval, not on every sample
+      if (at !== undefined) {
+        this.lastFlushMs = at;
+        this.flushRetryAtMs = at + this.flushRetryMs();
+      }
       throw err;
     }
+    this.flushRetryAtMs = undefined;
     this.buffer = [];
     this.dirtyDispatches.clear();
     if (at !== undefined) this.lastFlushMs = at;
