@@ -256,9 +256,18 @@ export class SimulatedProcess {
     else fn(r);
   }
 
-  /** Resolves once the current runtime has started and no tick is running or queued. */
+  /**
+   * Resolves once the current runtime has nothing to do that does not wait on the virtual clock. A start
+   * still running after a turn of the event loop waits on the clock (a port opening with its bound or
+   * back-off): awaiting it here would never return.
+   */
   async settled(): Promise<void> {
-    if (this.starting) await this.starting;
+    if (this.starting) {
+      let started = false;
+      void this.starting.then(() => (started = true));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (!started) return;
+    }
     await this.runtime.settled();
   }
 
@@ -417,19 +426,12 @@ export interface Settles {
 }
 
 /**
- * Let the runtime finish whatever does not wait on the virtual clock: at once when it is idle, else
- * for one turn of the event loop (every promise chain of in-process devices and the synchronous store
- * completes within it). What is still pending after that waits on a virtual timer, which only moving
- * the clock can fire; awaiting it here would never return.
+ * Let the runtime finish whatever does not wait on the virtual clock. `Runtime.settled()` returns once no
+ * port call started or ended during a turn of the event loop, so a call waiting on a virtual timer (a
+ * hanging device, a bound not yet passed) does not hold it up; the clock moves on and fires it.
  */
 async function settle(target: Settles): Promise<void> {
-  let idle = false;
-  void target.settled().then(() => {
-    idle = true;
-  });
-  // a tick against in-process devices takes a few dozen promise hops; an event-loop turn costs more
-  for (let i = 0; i < 64 && !idle; i++) await Promise.resolve();
-  if (!idle) await new Promise<void>((resolve) => setImmediate(resolve));
+  await target.settled();
 }
 
 /**

@@ -63,32 +63,44 @@ export class Incarnation {
 
   /** A port whose actions go nowhere (and never settle) once the process is dead, and whose events stop. */
   port<T extends object>(target: T): T {
+    // one wrapper per method, made once: the loop calls state() and friends many times a tick
+    const wrapped = new Map<PropertyKey, unknown>();
     return new Proxy(target, {
       get: (t, prop, receiver) => {
         const v = Reflect.get(t, prop, receiver);
         if (typeof v !== 'function') return v;
+        const known = wrapped.get(prop);
+        if (known) return known;
+        let w: unknown;
         if (prop === 'onChange')
-          return (listener: () => void) =>
+          w = (listener: () => void) =>
             (v as (l: () => void) => () => void).call(t, () => {
               if (this.alive) listener();
             });
-        if (typeof prop === 'string' && ACTIONS.has(prop))
-          return (...args: unknown[]) => (this.alive ? (v as (...a: unknown[]) => unknown).apply(t, args) : new Promise(() => {}));
-        return (v as (...a: unknown[]) => unknown).bind(t);
+        else if (typeof prop === 'string' && ACTIONS.has(prop))
+          w = (...args: unknown[]) => (this.alive ? (v as (...a: unknown[]) => unknown).apply(t, args) : new Promise(() => {}));
+        else w = (v as (...a: unknown[]) => unknown).bind(t);
+        wrapped.set(prop, w);
+        return w;
       },
     });
   }
 
   /** A store (or any object) whose every method throws once the process is dead. */
   store<T extends object>(target: T): T {
+    const wrapped = new Map<PropertyKey, unknown>();
     return new Proxy(target, {
       get: (t, prop, receiver) => {
         const v = Reflect.get(t, prop, receiver);
         if (typeof v !== 'function') return v;
-        return (...args: unknown[]) => {
+        const known = wrapped.get(prop);
+        if (known) return known;
+        const w = (...args: unknown[]) => {
           if (!this.alive) throw new Error('the process that owned this store is gone');
           return (v as (...a: unknown[]) => unknown).apply(t, args);
         };
+        wrapped.set(prop, w);
+        return w;
       },
     });
   }
