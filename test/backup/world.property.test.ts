@@ -24,7 +24,7 @@ import fc from 'fast-check';
 import { runScenario } from '../../src/simulate.ts';
 import { physicalViolations, runArb, worldScenario } from '../helpers/world.ts';
 
-const NUM_RUNS = Number(process.env.WORLD_PROPERTY_RUNS ?? 40);
+const NUM_RUNS = Number(process.env.WORLD_PROPERTY_RUNS ?? 80);
 /** Shrinking replays many runs; on by request (SHRINK=1), else the first counterexample is reported as found. */
 const SHRINK = process.env.SHRINK === '1';
 
