@@ -140,6 +140,15 @@ export class Runtime {
     if (this.stopped) return;
     for (const port of this.allPorts())
       if ('onChange' in port) this.unsubscribers.push(port.onChange(() => this.requestDecision()));
+    // storage that stops (or starts again) writing is an event too
+    const store = this.opts.store;
+    if (store?.onHealthChange) {
+      try {
+        this.unsubscribers.push(store.onHealthChange(() => this.requestDecision()));
+      } catch (e) {
+        this.log('error', `store health: ${(e as Error)?.message ?? String(e)}`);
+      }
+    }
 
     this.nextTickAtMs = this.clock.nowMs();
     await this.poll();
@@ -408,6 +417,7 @@ export class Runtime {
       runtimeFault: openFaults.length ? openFaults.join('; ') : undefined,
       callFault: (kind) => this.caller.fault(kind),
       contactorCommandedClosed: this.actuator.contactorCommanded(),
+      storage: this.storageHealth(),
     });
     const plan = decide(snapshot, this.settings, this.memory, now);
     this.memory = plan.memory;
@@ -418,6 +428,18 @@ export class Runtime {
     this.lastPlan = plan;
     this.lastSnapshot = snapshot;
     this.opts.onTick?.(plan, snapshot);
+  }
+
+  /** The store's health for the core; a store that cannot even say is not writable. */
+  private storageHealth(): { writable: boolean; fault?: string } | undefined {
+    const store = this.opts.store;
+    if (!store?.health) return undefined;
+    try {
+      const h = store.health();
+      return { writable: h.writable === true, fault: h.fault };
+    } catch (e) {
+      return { writable: false, fault: `storage health unknown: ${(e as Error)?.message ?? String(e)}` };
+    }
   }
 
   /**

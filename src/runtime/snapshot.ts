@@ -31,7 +31,12 @@ export class SnapshotAssembler {
    */
   take(
     now: number, config: Config, commands: DispatchCommand[],
-    extra: { runtimeFault?: string; callFault: (kind: string) => string | undefined; contactorCommandedClosed: boolean },
+    extra: {
+      runtimeFault?: string;
+      callFault: (kind: string) => string | undefined;
+      contactorCommandedClosed: boolean;
+      storage?: { writable: boolean; fault?: string };
+    },
   ): Snapshot {
     const ports = this.ports;
     const inv = ports.inverter.state();
@@ -121,6 +126,7 @@ export class SnapshotAssembler {
       loadTierCount: relays?.loadTiersOn.length ?? 0,
       commands,
       energy,
+      storage: extra.storage,
       runtimeFault: joinFaults(extra.runtimeFault, relaysFault !== undefined ? `relays: ${relaysFault}` : undefined),
     };
   }

@@ -23,6 +23,10 @@ export interface RuntimeStore {
   saveIsland?(json: string, atMs: number): void;
   /** The island state kept by the last run, if any. */
   loadIsland?(): { json: string; atMs: number } | undefined;
+  /** Whether the store can write (handed to the core: nothing runs that cannot be settled, invariant 6). */
+  health?(): { writable: boolean; fault?: string };
+  /** Called when `health()` changes; returns the unsubscribe. */
+  onHealthChange?(fn: (h: { writable: boolean; fault?: string }) => void): () => void;
 }
 
 export interface MeterCheckpointLike {
