@@ -16,7 +16,8 @@
  * - the contactor-open command reaches the relay within a bound of every grid loss (island-capable
  *   inverter), whatever else is failing;
  * - while the car serves the islanded house, its SoC stays above the backup floor minus one tick's energy
- *   (plus what the house draws while the inverter takes its exit delay to stop forming).
+ *   (plus what the house draws while the inverter takes its exit delay to stop forming);
+ * - and, every fault gone, the house is back on the grid at the end (never rejoining is not safe).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,7 +30,7 @@ const NUM_RUNS = Number(process.env.WORLD_PROPERTY_RUNS ?? 80);
 const SHRINK = process.env.SHRINK === '1';
 
 describe('islanding on the physics: the whole runtime in a simulated world with faults and restarts', () => {
-  it('no unsafe close, no backfeed, never forming behind a closed contactor, the contactor opens at once on a grid loss, the backup floor holds', async () => {
+  it('no unsafe close, no backfeed, never forming behind a closed contactor, the contactor opens at once on a grid loss, the backup floor holds, back on the grid at the end', async () => {
     await fc.assert(
       fc.asyncProperty(runArb, async (run) => {
         const sc = worldScenario(run);

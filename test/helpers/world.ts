@@ -140,8 +140,9 @@ export function worldScenario(run: WorldRun): Scenario {
     events.push({ at: atMs / 1000, ...FAULT_ON[f.kind](f) }, { at: (atMs + f.forMs) / 1000, ...FAULT_OFF[f.kind] });
     lastMs = Math.max(lastMs, atMs + f.forMs);
   }
-  // then everything is well again for long enough to rejoin: the delay, a fault clearing, a few ticks
-  const endMs = lastMs + run.reconnectDelayS * 1000 + 30_000;
+  // then everything is well again for long enough to rejoin: a port's open retry (back-off up to 60 s),
+  // the reconnect delay, a fault clearing and a few ticks
+  const endMs = lastMs + 60_000 + run.reconnectDelayS * 1000 + 30_000;
   if (run.dispatchW !== null) events.push({ at: 1, dispatch: { id: 'p1', powerW: run.dispatchW, durationS: Math.ceil(endMs / 1000) } });
   return parseScenario({
     start: START,
@@ -178,6 +179,9 @@ export function physicalViolations(run: WorldRun, r: SimulationResult): string[]
       else if (o.openCommandAtMs - o.downAtMs > OPEN_BOUND_MS) out.push(`grid lost at ${at(o.downAtMs)}: contactor-open command ${o.openCommandAtMs - o.downAtMs} ms later (bound ${OPEN_BOUND_MS} ms)`);
     }
   }
+  // safe by never rejoining is not safe: with every fault gone, the house is back on the grid
+  if (!r.summary.final.gridUp || !r.summary.final.contactClosed || r.summary.final.gridForming)
+    out.push(`not back on the grid at the end, with every fault gone: ${JSON.stringify(r.summary.final)}`);
   if (m.minServingSocPct !== null) {
     const capacityWh = 40000;
     const houseMaxW = run.houseLoadW + 400 + 800;
