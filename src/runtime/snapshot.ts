@@ -96,6 +96,7 @@ export class SnapshotAssembler {
         maxChargeW: veh.maxChargeW,
         maxDischargeW: veh.maxDischargeW,
         bidirectional: veh.bidirectional,
+        chargerExportCapabilityW: veh.chargerExportCapabilityW,
         atMs: veh.atMs,
         fault: joinFaults(extra.callFault('vehicle'), veh.fault ? `${veh.fault.code}: ${veh.fault.message}` : undefined),
       },
