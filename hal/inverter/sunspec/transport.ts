@@ -206,12 +206,6 @@ export class ModbusTransport {
         this.stats.registersWritten += req.count;
       }
       try {
-        // let a close that arrived with the last answer land before this request goes out on that socket
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        if (!c.isOpen) {
-          this.drop();
-          c = await this.ensureClient();
-        }
         return await guard(Promise.race([fn(c), this.clientClosed!]), this.o.timeoutMs * 2 + 100);
       } catch (e) {
         if (e instanceof PeerClosed && freshConnection) {
