@@ -255,7 +255,7 @@ test('connect watchdog: a server that accepts TCP and never answers does not lea
   }
 });
 
-test('queued QoS 1 dispatches sent while the device was stopped arrive when it comes back (persistent session)', async (t) => {
+test('queued QoS 1 dispatches sent while the device was stopped arrive when it comes back (persistent session)', { skip: brokerSkip(['mqtt5']) }, async (t) => {
   const broker = await startBroker();
   if (broker.kind !== 'mosquitto') {
     await broker.stop();
@@ -287,7 +287,7 @@ test('queued QoS 1 dispatches sent while the device was stopped arrive when it c
 
 export type { Uplink };
 
-test('url "embedded": the uplink starts the local broker, and mosquitto_pub / mosquitto_sub work against it', async (t) => {
+test('url "embedded": the uplink starts the local broker, and mosquitto_pub / mosquitto_sub work against it', { skip: brokerSkip(['clients']) }, async (t) => {
   const { spawn, spawnSync } = await import('node:child_process');
   if (spawnSync('mosquitto_pub', ['--help'], { stdio: 'ignore' }).error) return t.skip('mosquitto clients not installed');
   const port = await freePort();
@@ -322,7 +322,7 @@ test('url "embedded": the uplink starts the local broker, and mosquitto_pub / mo
   }
 });
 
-test('MQTT 5 message expiry: a dispatch that expired at the broker while the device was away never arrives', async (t) => {
+test('MQTT 5 message expiry: a dispatch that expired at the broker while the device was away never arrives', { skip: brokerSkip(['mqtt5']) }, async (t) => {
   const broker = await startBroker();
   if (broker.kind !== 'mosquitto') {
     await broker.stop();

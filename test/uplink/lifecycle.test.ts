@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBroker, type TestBroker } from '../helpers/broker.ts';
+import { brokerSkip, startBroker, type TestBroker } from '../helpers/broker.ts';
 import { isoUtc } from '../../src/contract.ts';
 import { startDevice, untilSubscribed, RATED_W, type Device } from './runtime-harness.ts';
 import { waitFor } from './helpers.ts';
@@ -103,7 +103,7 @@ test('group dispatch is answered on the device own response topic', async () => 
   }, ['north']);
 });
 
-test('MQTT 5 response topic: the core answers there too, with the correlation data', async (t) => {
+test('MQTT 5 response topic: the core answers there too, with the correlation data', { skip: brokerSkip(['mqtt5']) }, async (t) => {
   const broker = await startBroker();
   if (broker.kind !== 'mosquitto') {
     await broker.stop();
