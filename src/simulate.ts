@@ -37,6 +37,8 @@ export interface ScenarioEvent {
   inverterHangs?: boolean;
   /** The SunSpec 701 alarm bits the inverter reports from now on (`[]` clears them). */
   inverterAlarm?: string[];
+  /** A config reload: these keys merged over the scenario's `config`, validated like a config file. */
+  reload?: Record<string, unknown>;
 }
 
 export interface Scenario {
@@ -112,6 +114,8 @@ export interface SimulationResult {
   config: Config;
   /** What the safety monitor saw: why each unsafe close was unsafe, and each outage's contactor timing. */
   safety: { unsafeCloses: UnsafeClose[]; outages: OutageRecord[] };
+  /** The scenario that ran. */
+  scenario: Scenario;
 }
 
 let scenarioValidator: ReturnType<Ajv['compile']> | undefined;
@@ -142,6 +146,14 @@ export function parseScenario(input: unknown, source = '(scenario)'): Scenario {
   }
   (sc.events ?? []).forEach((e, i) => {
     if (e.at > sc.durationS) problems.push(`events.${i}.at: ${e.at} is after durationS (${sc.durationS})`);
+    if (e.reload) {
+      try {
+        scenarioConfig(sc, e.reload);
+      } catch (err) {
+        const detail = err instanceof ConfigError ? err.problems.join('; ') : (err as Error).message;
+        problems.push(`events.${i}.reload: ${detail}`);
+      }
+    }
     (e.inverterAlarm ?? []).forEach((name, j) => {
       if (!alarmSymbols().includes(name)) problems.push(`events.${i}.inverterAlarm.${j}: "${name}" is not a SunSpec 701 alarm (one of ${alarmSymbols().join(', ')})`);
     });
@@ -210,6 +222,8 @@ export function loadScenarioFile(path: string): Scenario {
 export class SimulatedProcess {
   runtime!: Runtime;
   restarts = 0;
+  /** The config a process starting now reads. */
+  config!: Config;
   private incarnation!: Incarnation;
   private starting?: Promise<void>;
   private readonly stores: Store[] = [];
@@ -218,7 +232,7 @@ export class SimulatedProcess {
 
   constructor(
     private readonly site: SimSite,
-    private readonly build: (ports: Ports, store: Store) => Runtime,
+    private readonly build: (ports: Ports, store: Store, config: Config) => Runtime,
     private readonly timezone: string | null,
   ) {
     this.dir = mkdtempSync(join(tmpdir(), 'wallbox-sim-'));
@@ -235,7 +249,7 @@ export class SimulatedProcess {
     this.incarnation = new Incarnation(this.site.clock);
     const store = openStore(this.storePath, { timezone: this.timezone });
     this.stores.push(store);
-    this.runtime = this.build(this.incarnation.ports(this.site.ports(this.incarnation.clock)), this.incarnation.store(store));
+    this.runtime = this.build(this.incarnation.ports(this.site.ports(this.incarnation.clock)), this.incarnation.store(store), this.config);
     const starting = this.runtime.start().finally(() => {
       if (this.starting === starting) this.starting = undefined;
     });
@@ -247,6 +261,12 @@ export class SimulatedProcess {
     this.incarnation.kill();
     this.restarts++;
     this.spawn();
+  }
+
+  /** A config reload reaches the running process and every later one (a restarted process reads the file). */
+  reload(config: Config): void {
+    this.config = config;
+    this.whenStarted((r) => r.applyConfig(config));
   }
 
   /** Run `fn` against the runtime once it has started (a process takes no input before it is up). */
@@ -286,19 +306,35 @@ export class SimulatedProcess {
   }
 }
 
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k] as Record<string, unknown>, v) : v;
+  return out;
+}
+
+/** The config a scenario runs with (its `config` over the defaults, simulated drivers), with a reload's keys on top. */
+export function scenarioConfig(sc: Scenario, reload?: Record<string, unknown>): Config {
+  const cfg = deepMerge(sc.config ?? {}, reload ?? {});
+  return loadConfig(null, {
+    ...cfg,
+    timezone: sc.timezone ?? (cfg as { timezone?: string }).timezone ?? null,
+    control: { ...((cfg.control as object) ?? {}), tickS: sc.tickS ?? 1 },
+    inverter: { driver: 'sim' },
+    vehicleLink: { driver: 'sim' },
+    uplink: { url: null },
+  });
+}
+
 /** Run a scenario to the end under the virtual clock. */
 export async function runScenario(sc: Scenario, opts: { name?: string } = {}): Promise<SimulationResult> {
   const wallStart = performance.now();
   const startMs = scenarioStartMs(sc);
   const tickS = sc.tickS ?? 1;
-  const config = loadConfig(null, {
-    ...(sc.config ?? {}),
-    timezone: sc.timezone ?? (sc.config as { timezone?: string } | undefined)?.timezone ?? null,
-    control: { ...((sc.config?.control as object) ?? {}), tickS },
-    inverter: { driver: 'sim' },
-    vehicleLink: { driver: 'sim' },
-    uplink: { url: null },
-  });
+  const config = scenarioConfig(sc);
   const clock = new VirtualClock(startMs);
   const v = sc.vehicle ?? {};
   const inverterCfg = config.inverter as { timeoutMs?: number; retries?: number };
@@ -366,10 +402,10 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
 
   const proc = new SimulatedProcess(
     site,
-    (ports, store) =>
+    (ports, store, cfg) =>
       new Runtime({
         ports,
-        config,
+        config: cfg,
         store,
         onTick,
         onResponse: (r) => {
@@ -380,9 +416,10 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
       }),
     config.timezone ?? null,
   );
+  proc.config = config;
 
   const events = [...(sc.events ?? [])].map((e, i) => ({ ...e, i })).sort((a, b) => a.at - b.at || a.i - b.i);
-  for (const e of events) clock.setTimer(() => applyEvent(e, site, proc, clock), e.at * 1000);
+  for (const e of events) clock.setTimer(() => applyEvent(e, site, proc, clock, sc), e.at * 1000);
   site.startPhysics(tickS * 1000);
   await driveUntil(clock, proc.start());
 
@@ -417,7 +454,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     restarts: proc.restarts,
     wallMs: Math.round(performance.now() - wallStart),
   };
-  return { summary, samples, responses, eventLog, site, config, safety: { unsafeCloses: site.monitor.unsafeCloses.toArray(), outages: site.monitor.outages.toArray() } };
+  return { summary, samples, responses, eventLog, site, config, scenario: sc, safety: { unsafeCloses: site.monitor.unsafeCloses.toArray(), outages: site.monitor.outages.toArray() } };
 }
 
 /** Something that can say when the runtime has nothing left to do (a Runtime, or a SimulatedProcess). */
@@ -481,11 +518,17 @@ async function driveUntil(clock: VirtualClock, p: Promise<unknown>, maxAdvanceMs
   await watched;
 }
 
-function applyEvent(e: ScenarioEvent, site: SimSite, proc: SimulatedProcess, clock: VirtualClock): void {
+function applyEvent(e: ScenarioEvent, site: SimSite, proc: SimulatedProcess, clock: VirtualClock, sc: Scenario): void {
   const now = clock.nowMs();
   if (e.restart) {
     proc.restart();
     return;
+  }
+  if (e.reload) {
+    const next = scenarioConfig(sc, e.reload);
+    // closes are judged against the reconnect delay in force when they are commanded
+    site.monitor.reconnectDelayS = next.backup.reconnectDelayS;
+    proc.reload(next);
   }
   if (e.dispatch) {
     const r = parseDispatchPayload(Buffer.from(JSON.stringify(e.dispatch)), { nowMs: now, source: 'scenario' });

@@ -16,7 +16,7 @@ const MIN_GAP_MS = 100;
 export const OPEN_BOUND_MS = 100;
 const ALARMS = ['AC_OVER_VOLT', 'AC_UNDER_VOLT', 'OVER_FREQUENCY', 'UNDER_FREQUENCY', 'GRID_DISCONNECT', 'OVER_TEMP', 'GROUND_FAULT'];
 
-type FaultKind = 'estop' | 'inverterFrozen' | 'inverterHangs' | 'linkFrozen' | 'stuckClosed' | 'stuckOpen' | 'alarm' | 'restart';
+type FaultKind = 'estop' | 'inverterFrozen' | 'inverterHangs' | 'linkFrozen' | 'stuckClosed' | 'stuckOpen' | 'alarm' | 'restart' | 'reload';
 
 interface Fault {
   kind: FaultKind;
@@ -27,6 +27,9 @@ interface Fault {
   /** How long it lasts (restarts have no length). */
   forMs: number;
   alarms: string[];
+  /** For a reload: the reconnect delay and whether backup stays enabled, until the original comes back. */
+  reloadDelayS: number;
+  backupEnabled: boolean;
 }
 
 interface Outage {
@@ -53,12 +56,14 @@ const offsetArb = fc.oneof(fc.integer({ min: 0, max: 150 }), fc.integer({ min: 0
 
 const faultArb = (outages: number) =>
   fc.record({
-    kind: fc.constantFrom<FaultKind>('estop', 'inverterFrozen', 'inverterHangs', 'linkFrozen', 'stuckClosed', 'stuckOpen', 'alarm', 'restart'),
+    kind: fc.constantFrom<FaultKind>('estop', 'inverterFrozen', 'inverterHangs', 'linkFrozen', 'stuckClosed', 'stuckOpen', 'alarm', 'restart', 'reload'),
     outage: fc.integer({ min: 0, max: outages - 1 }),
     anchor: fc.constantFrom<'down' | 'up'>('down', 'up'),
     offsetMs: offsetArb,
     forMs: fc.oneof(fc.integer({ min: 100, max: 3000 }), fc.integer({ min: 100, max: 60_000 })),
     alarms: fc.subarray(ALARMS, { minLength: 1, maxLength: 2 }),
+    reloadDelayS: fc.integer({ min: 1, max: 90 }),
+    backupEnabled: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
   });
 
 const outageArb = fc.record({
@@ -114,6 +119,7 @@ const FAULT_ON: Record<Exclude<FaultKind, 'restart'>, (f: Fault) => Omit<Scenari
   stuckClosed: () => ({ contactorStuck: 'closed' }),
   stuckOpen: () => ({ contactorStuck: 'open' }),
   alarm: (f) => ({ inverterAlarm: f.alarms }),
+  reload: (f) => ({ reload: { backup: { reconnectDelayS: f.reloadDelayS, enabled: f.backupEnabled } } }),
 };
 const FAULT_OFF: Record<Exclude<FaultKind, 'restart'>, Omit<ScenarioEvent, 'at'>> = {
   estop: { estop: false },
@@ -123,6 +129,8 @@ const FAULT_OFF: Record<Exclude<FaultKind, 'restart'>, Omit<ScenarioEvent, 'at'>
   stuckClosed: { contactorStuck: null },
   stuckOpen: { contactorStuck: null },
   alarm: { inverterAlarm: [] },
+  // the scenario's own config again
+  reload: { reload: {} },
 };
 
 /** The generated run as a scenario file would say it. */
@@ -159,6 +167,17 @@ export function worldScenario(run: WorldRun): Scenario {
   });
 }
 
+/** Whether backup was enabled at `ms` into the run, by the reload events applied before then. */
+function backupEnabledAt(r: SimulationResult, ms: number): boolean {
+  let enabled = r.config.backup.enabled;
+  const events = [...(r.scenario.events ?? [])].map((e, i) => ({ e, i })).sort((a, b) => a.e.at - b.e.at || a.i - b.i);
+  for (const { e } of events) {
+    if (e.at * 1000 > ms) break;
+    if (e.reload) enabled = (e.reload.backup as { enabled?: boolean } | undefined)?.enabled ?? r.config.backup.enabled;
+  }
+  return enabled;
+}
+
 /** Everything the physics says went wrong in one run (empty: nothing did). */
 export function physicalViolations(run: WorldRun, r: SimulationResult): string[] {
   const out: string[] = [];
@@ -173,6 +192,8 @@ export function physicalViolations(run: WorldRun, r: SimulationResult): string[]
   if (run.islandCapable) {
     for (const o of r.safety.outages) {
       if (o.contactorAlreadyOpen) continue;
+      // a reload that turned backup off: no island sequence, the contactor may rightly stay closed
+      if (!backupEnabledAt(r, o.downAtMs - t0) || !backupEnabledAt(r, o.downAtMs - t0 + OPEN_BOUND_MS)) continue;
       const lastedMs = (o.upAtMs ?? Infinity) - o.downAtMs;
       if (lastedMs <= OPEN_BOUND_MS) continue;
       if (o.openCommandAtMs === undefined) out.push(`grid lost at ${at(o.downAtMs)} for ${lastedMs} ms: the contactor was never commanded open`);

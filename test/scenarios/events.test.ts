@@ -22,6 +22,9 @@ describe('scenario validation of the new events', () => {
     assert.throws(() => parseScenario({ ...base, inverter: { formingExitDelayMs: -1 } }), /inverter\.formingExitDelayMs: must be >= 0/);
     assert.throws(() => parseScenario({ ...base, events: [{ at: 1, restart: true, gridDown: true }] }), /events\.0: must NOT have more than 2 properties/);
   });
+  it('a reload is validated like a config file, its problems named under the event', () => {
+    assert.throws(() => parseScenario({ ...base, events: [{ at: 1, reload: { backup: { reconnectDelayS: -5 } } }] }), /events\.0\.reload: .*backup\.reconnectDelayS/);
+  });
 });
 
 describe('the new events in a run', () => {
@@ -36,6 +39,22 @@ describe('the new events in a run', () => {
     // the dispatch the dead process was running is found in the store by the new one and settled
     assert.ok(r.eventLog.some((e) => e.atS === 60 && /dispatch r1 settled after a restart/.test(e.message)), JSON.stringify(r.eventLog));
     assert.ok(r.summary.ticks > 110, 'the new process ticks on');
+  });
+
+  it('reload: a shorter reconnect delay takes effect in mid-island, and the monitor judges closes by it', async () => {
+    const sc = parseScenario({
+      ...base,
+      durationS: 400,
+      config: { vehicle: { departureTime: null }, backup: { reconnectDelayS: 300 } },
+      events: [{ at: 10, gridDown: true }, { at: 60, gridUp: true }, { at: 70, reload: { backup: { reconnectDelayS: 30 } } }],
+    });
+    const r = await runScenario(sc);
+    const close = r.site.actuations.find((a) => a.what === 'contactor' && a.value === true);
+    assert.ok(close, 'rejoined');
+    const t = (close!.atMs - Date.parse(base.start)) / 1000;
+    assert.ok(t >= 90 && t < 120, `rejoined at ${t} s, 30 s after the grid returned, not 300`);
+    assert.equal(r.summary.unsafeContactorCloses, 0);
+    assert.equal(r.config.backup.reconnectDelayS, 300, 'the scenario config itself is unchanged');
   });
 
   it('inverterHangs: the port reports a timeout fault, and answers again when it ends', async () => {
