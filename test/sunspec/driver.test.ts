@@ -52,7 +52,7 @@ test('static scale factors read once (opt-in): fewer registers per tick, the sam
   try {
     await r.driver.open();
     const regsPerTick = r.driver.readPlan.reduce((n, b) => n + b.count, 0);
-    // the default plan reads 198 registers on this map (121 at 40070 + 77 at 40277, model headers included)
+    // the default plan reads 176 registers on this map (121 at 40070 with 701's header, 55 at 40299)
     assert.ok(regsPerTick <= 110, `${regsPerTick} registers per tick`);
     await r.driver.setPowerW(-4321.5);
     r.inverter.step(1, GRID_ON);

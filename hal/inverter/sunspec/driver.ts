@@ -81,6 +81,8 @@ const STATIC_POINTS: Record<number, readonly string[]> = {
   1: ['Mn', 'Md', 'Opt', 'Vr', 'SN'],
   702: ['WMaxRtg', 'WChaRteMaxRtg', 'WDisChaRteMaxRtg', 'IntIslandCatRtg', 'IntIslandCat', 'WMax', 'VNomRtg'],
 };
+/** A tick read starts at a model's header when that adds at most this many registers. */
+const HEADER_CHECK_MAX_EXTRA = 6;
 /** Model 1 points that say which device this is: compared after every reconnect. */
 const IDENTITY_POINTS = ['Mn', 'Md', 'SN'] as const;
 
@@ -123,6 +125,8 @@ export class SunspecInverter implements InverterPort {
   private plan: RegisterSpan[] = [];
   /** Where the chain's end model sits, when a tick read covers it for free (the chain's length is checked with it). */
   private endCheckAt?: number;
+  /** Models whose header (ID, L) the tick read covers and checks. */
+  private headerChecks: ModelAt[] = [];
   /** Static scale factors read once, when cacheStaticScaleFactors is on. */
   private sfRegs = new Map<number, number>();
   private opened = false;
@@ -448,12 +452,16 @@ export class SunspecInverter implements InverterPort {
     const control: PowerControl = models.has(704) ? new Control704(models.get(704)!, io) : new Control124(models.get(124)!, io);
     const spans: RegisterSpan[] = [];
     const sfSpans: RegisterSpan[] = [];
+    const headerChecks: ModelAt[] = [];
     const cacheSf = this.o.cacheStaticScaleFactors === true;
     for (const [id, names] of Object.entries({ ...TICK_POINTS, [control.model]: control.tickPoints })) {
       const m = models.get(Number(id));
       if (!m) continue;
-      // from the model's header on: every tick confirms the model still sits where discovery found it
-      spans.push(this.spanFor(m, names, cacheSf ? 'non-static' : 'all', true));
+      // from the model's header on where that costs a few registers (701, 713): every tick confirms the model
+      // still sits where discovery found it. 704's points start 22 registers in: too dear on RS-485.
+      const withHeader = spanOf(m.layout, names)[0] <= HEADER_CHECK_MAX_EXTRA;
+      if (withHeader) headerChecks.push(m);
+      spans.push(this.spanFor(m, names, cacheSf ? 'non-static' : 'all', withHeader));
       if (cacheSf) {
         const sfNames = [...new Set(names.map((n) => m.layout.byName.get(n)!.def.sf).filter((x): x is string => !!x))];
         if (sfNames.length > 0) sfSpans.push(this.spanFor(m, sfNames));
@@ -486,6 +494,7 @@ export class SunspecInverter implements InverterPort {
     this.control = control;
     this.plan = plan;
     this.endCheckAt = endCheckAt;
+    this.headerChecks = headerChecks;
     this.identity = {
       manufacturer: str(id1.values.Mn),
       model: str(id1.values.Md),
@@ -558,12 +567,11 @@ export class SunspecInverter implements InverterPort {
     const control = this.control!;
     const plan = this.plan;
     const endCheckAt = this.endCheckAt;
+    const headerChecks = this.headerChecks;
     this.stage = 'reading measurements';
     const regs = await this.readBlocks(plan);
     for (const [a, v] of this.sfRegs) if (!regs.has(a)) regs.set(a, v);
-    for (const id of [701, 713, 802, control.model]) {
-      const m = models.get(id);
-      if (!m) continue;
+    for (const m of headerChecks) {
       const [hid, hl] = [regs.get(m.address), regs.get(m.address + 1)];
       if (hid !== m.id || hl !== m.length) {
         this.needsDiscovery = true;
