@@ -84,7 +84,7 @@ export const runArb: fc.Arbitrary<WorldRun> = fc
     dispatchW: fc.option(fc.oneof(fc.integer({ min: -11000, max: -1000 }), fc.integer({ min: 1000, max: 11000 })), { nil: null }),
     outages: fc.array(outageArb, { minLength: 1, maxLength: 3 }),
   })
-  .chain((r) => fc.array(faultArb(r.outages.length), { minLength: 1, maxLength: 4 }).map((faults) => ({ ...r, faults })));
+  .chain((r) => fc.array(faultArb(r.outages.length), { minLength: 1, maxLength: 6 }).map((faults) => ({ ...r, faults })));
 
 /** The grid edges of a run, ms from the start, and when the last one happens. */
 function gridEdges(run: WorldRun): { edges: { atMs: number; up: boolean }[]; downAtMs: number[]; upAtMs: number[] } {
