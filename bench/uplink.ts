@@ -6,6 +6,11 @@
  *   dispatch also settles one: a durable ledger transaction inside the measured path). Target p99 < 10 ms;
  * - outbox drain rate after an outage: 10,000 ledger messages queued while the broker is down, then the
  *   time from reconnect to an empty outbox;
+ * - idle CPU: a connected device with nothing to send, main-thread CPU per minute (the outbox used to be
+ *   polled with a freshly prepared query every second);
+ * - a flood of 5,000 valid overlapping dispatches in 2 s: the longest the event loop was blocked (the
+ *   worst delay of a tick, which runs from a timer on the same loop), with and without the live-dispatch bound at intake (target: no tick delayed by more
+ *   than one tick period, 1 s);
  * - bytes written to SQLite per hour of normal operation (state every 10 s, flex on change, events,
  *   every QoS 1 message acknowledged), from /proc/self/io write_bytes with writeback every 30 s of
  *   simulated time, as in the store benchmark.
@@ -13,7 +18,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { VirtualClock } from '../hal/sim/virtual-clock.ts';
 import { SimSite } from '../hal/sim/site.ts';
@@ -49,7 +54,7 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(url: string, deviceId: string, dir: string, subscribe: string[]): Promise<Rig> {
+async function rig(url: string, deviceId: string, dir: string, subscribe: string[], extra: { maxLiveDispatches?: number } = {}): Promise<Rig> {
   const clock = new VirtualClock(Math.floor(Date.now() / 1000) * 1000);
   const site = new SimSite({
     clock, vehicle: { capacityWh: 60000, socPct: 90, maxChargeW: 11000, maxDischargeW: 11000 },
@@ -72,10 +77,11 @@ async function rig(url: string, deviceId: string, dir: string, subscribe: string
   const agg = await connectAggregator(url, subscribe.map((t) => `${root}/${t}`));
   (agg.client.stream as unknown as { setNoDelay(b: boolean): void }).setNoDelay(true);
   let runtime: Runtime | undefined;
+  const live = () => (runtime?.memorySnapshot().dispatches.filter((d) => d.status === 'accepted' || d.status === 'active' || d.status === 'curtailed').length ?? 0);
   const uplink = createUplink({ config, outbox: store.outbox, clock, log: quiet, version: 'bench', reconnectMinMs: 50, reconnectMaxMs: 200, onCommand: (c) => {
     r.onCommand?.();
     runtime?.submit(c);
-  } });
+  }, ...(extra.maxLiveDispatches ? { liveDispatches: live, maxLiveDispatches: extra.maxLiveDispatches } : {}) } as Parameters<typeof createUplink>[0]);
   runtime = new Runtime({ ports: { ...ports, inverter }, config, store, uplink, version: 'bench' });
   site.startPhysics(1000);
   await runtime.start();
@@ -209,21 +215,84 @@ async function bytesPerHour(broker: TestBroker, dir: string): Promise<void> {
   }
 }
 
+/** A connected device doing nothing: main-thread CPU over `seconds` of real time. */
+async function idleCpu(broker: TestBroker, dir: string, seconds: number): Promise<void> {
+  const r = await rig(broker.url, 'bench-idle', dir, []);
+  try {
+    await new Promise((res) => setTimeout(res, 2000));
+    let reads = 0;
+    const pending = r.store.outbox.pending.bind(r.store.outbox);
+    r.store.outbox.pending = (n: number) => {
+      reads++;
+      return pending(n);
+    };
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    await new Promise((res) => setTimeout(res, seconds * 1000));
+    const c = process.cpuUsage(c0);
+    const wallS = (performance.now() - t0) / 1000;
+    console.log(`idle uplink (connected, nothing to send, runtime not ticking), ${fmt(wallS, 0)} s: CPU ${fmt(((c.user + c.system) / 1000 / wallS) * 60, 1)} ms per minute, outbox reads ${fmt((reads / wallS) * 60, 0)} per minute`);
+  } finally {
+    await r.close();
+  }
+}
+
+/** 5,000 valid overlapping dispatches in 2 s while the runtime ticks once a second. */
+async function flood(broker: TestBroker, dir: string, n: number, maxLiveDispatches?: number): Promise<void> {
+  const r = await rig(broker.url, `bench-flood-${maxLiveDispatches ?? 'unbounded'}`, dir, ['dispatch/response'], { maxLiveDispatches });
+  // the runtime's clock moves one tick period per real second
+  const driver = setInterval(() => r.clock.advance(1000), 1000);
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  try {
+    await new Promise((res) => setTimeout(res, 1500));
+    lag.enable();
+    const t0 = performance.now();
+    const startAt = Date.now() + 3_600_000;
+    for (let i = 0; i < n; i++) {
+      // overlapping: each starts within the hour of the previous one
+      r.agg.client.publish(`${r.root}/dispatch`, JSON.stringify({ id: `flood-${i}`, powerW: -1000 - (i % 7) * 100, durationS: 3600, start: new Date(startAt + i * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z') }), { qos: 1 });
+      if (i % 250 === 249) await new Promise((res) => setTimeout(res, Math.max(0, t0 + ((i + 1) / n) * 2000 - performance.now())));
+    }
+    const sentMs = performance.now() - t0;
+    await until(() => r.uplink.stats().commands + r.uplink.stats().invalid >= n, 'the flood taken in', 120_000);
+    // a few more ticks to take in and answer what arrived
+    await new Promise((res) => setTimeout(res, 3000));
+    lag.disable();
+    const bound = maxLiveDispatches ? `live-dispatch bound ${maxLiveDispatches}` : 'no live-dispatch bound';
+    console.log(`flood of ${n} valid dispatches published in ${fmt(sentMs / 1000, 1)} s (${bound}): ${r.uplink.stats().commands} reached the core, ${r.uplink.stats().invalid} refused at intake`);
+    // the runtime ticks from a timer on the same event loop: the longest block is the worst tick delay
+    console.log(`  worst tick delay (longest event-loop block) ${fmt(lag.max / 1e6, 0)} ms, p99 ${fmt(lag.percentile(99) / 1e6, 0)} ms (target < 1000 ms, one tick period)`);
+  } finally {
+    clearInterval(driver);
+    await r.close();
+  }
+}
+
 export async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'wallbox-bench-uplink-'));
   // an aggregator that cares about latency turns Nagle off on its broker and its client (docs/mqtt.md);
   // the device's own socket has it off always
   const broker = await startBroker({ extraConfig: ['set_tcp_nodelay true'] });
   try {
+    // BENCH_ONLY=idle,flood runs those parts alone
+    const only = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
+    const on = (name: string) => only.length === 0 || only.includes(name);
     const n = Number(process.env.BENCH_DISPATCHES ?? 1000);
-    await latency(broker, dir, n, true);
-    await latency(broker, dir, n, false);
-    await bytesPerHour(broker, dir);
+    if (on('idle')) await idleCpu(broker, dir, Number(process.env.BENCH_IDLE_S ?? 30));
+    if (on('flood')) {
+      await flood(broker, dir, 5000);
+      await flood(broker, dir, 5000, 100);
+    }
+    if (on('latency')) {
+      await latency(broker, dir, n, true);
+      await latency(broker, dir, n, false);
+    }
+    if (on('bytes')) await bytesPerHour(broker, dir);
   } finally {
     await broker.stop();
   }
   try {
-    await drain(dir, 10_000);
+    if ((process.env.BENCH_ONLY ?? '') === '' || (process.env.BENCH_ONLY ?? '').includes('drain')) await drain(dir, 10_000);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
