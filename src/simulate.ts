@@ -295,13 +295,15 @@ export class SimulatedProcess {
   async stop(clock: VirtualClock): Promise<void> {
     const stopping = this.settled().then(() => this.runtime.stop());
     await driveUntil(clock, stopping);
-    for (const st of this.stores) {
+    this.stores.forEach((st, i) => {
       try {
-        st.close();
+        // a killed process's store is dropped as a kill leaves it (what it had not written is lost)
+        if (i < this.stores.length - 1) st.db.close();
+        else st.close();
       } catch {
-        // a store a killed process left behind: its file is closed with the last one
+        // closing is best effort: the directory goes next
       }
-    }
+    });
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
