@@ -90,7 +90,7 @@ export async function startPymodbusInverter(): Promise<WsetDevice & { wsetAddres
 }
 
 /** The wallbox daemon as a separate process, with the SunSpec driver on `modbusPort`. */
-export async function startWallbox(o: { dir: string; broker: TestBroker; modbusPort: number; deviceId: string; tickS?: number; timeoutMs?: number }): Promise<{ stop(): Promise<void>; log: string[] }> {
+export async function startWallbox(o: { dir: string; broker: TestBroker; modbusPort: number; deviceId: string; tickS?: number; timeoutMs?: number; portCallTimeoutMs?: number }): Promise<{ stop(): Promise<void>; log: string[] }> {
   const configPath = join(o.dir, 'local.json');
   writeFileSync(configPath, JSON.stringify({
     deviceId: o.deviceId,
@@ -98,7 +98,7 @@ export async function startWallbox(o: { dir: string; broker: TestBroker; modbusP
     vehicleLink: { driver: 'sim' },
     gpio: { driver: 'sim' },
     uplink: { url: o.broker.url },
-    control: { tickS: o.tickS ?? 1 },
+    control: { tickS: o.tickS ?? 1, ...(o.portCallTimeoutMs ? { portCallTimeoutMs: o.portCallTimeoutMs } : {}) },
     storage: { path: join(o.dir, 'wallbox.db') },
     simulation: { vehicle: { socPct: 95, capacityWh: 200_000 }, serveInverter: false },
   }));

@@ -60,8 +60,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Slow
   const deviceId = 'slowpoll';
   const topic = `wallbox/${deviceId}/dispatch`;
   const agg = await mqtt.connectAsync(broker.url, { clientId: 'aggregator', protocolVersion: brokerProtocolVersion() });
-  // the device answers each request after `delayMs`: the driver's timeout must allow for it
-  const wb = await startWallbox({ dir, broker, modbusPort: h.port, deviceId, tickS: 1, timeoutMs: Math.max(1000, 2 * delayMs) });
+  // the device answers each request after `delayMs`: the driver's timeout must allow for it, and the
+  // runtime's bound on a port call (control.portCallTimeoutMs) must allow for a whole poll
+  const timeoutMs = Math.max(1000, 2 * delayMs);
+  const wb = await startWallbox({ dir, broker, modbusPort: h.port, deviceId, tickS: 1, timeoutMs, portCallTimeoutMs: 2 * timeoutMs * 2 });
   try {
     await new Promise((r) => setTimeout(r, 5000));
     const endAt = performance.now() + minutes * 60_000;
