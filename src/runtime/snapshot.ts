@@ -70,6 +70,8 @@ export class SnapshotAssembler {
       const t = updateSocTracker(this.socTracker, {
         atMs: now, reportedSocPct: veh.socPct, reportedAtMs: veh.socAtMs, carSideWh: delta.carSideWh,
         capacityWh: veh.capacityWh ?? config.vehicle.capacityWh ?? undefined, knownSocPct: invSoc,
+        // a figure is never fresher than the link that carries the car's state (invariant 3)
+        linkAtMs: veh.atMs,
       });
       this.socTracker = t.state;
       socPct = t.socPct;
