@@ -22,11 +22,16 @@ import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, R
  * but the grid's stable time is not carried over (nobody watched the grid while the process was down).
  */
 export function initialMemory(nowMs: number, restored?: RestoredState): Memory {
+  const island = usableIsland(restored?.island);
+  const savedAtMs = restored?.savedAtMs;
   return {
     mode: 'idle',
     modeSinceMs: nowMs,
-    island: restored?.island ? { ...restored.island } : { phase: 'on-grid', sinceMs: nowMs },
-    startup: { sinceMs: nowMs, restored: restored?.island ? { ...restored.island } : undefined, savedAtMs: restored?.savedAtMs },
+    island: island ? { ...island } : { phase: 'on-grid', sinceMs: nowMs },
+    startup: {
+      sinceMs: nowMs, restored: island ? { ...island } : undefined, savedAtMs: typeof savedAtMs === 'number' && Number.isFinite(savedAtMs) ? savedAtMs : undefined,
+      unusable: restored?.island !== undefined && island === undefined ? true : undefined,
+    },
     loadTiersOn: [],
     tierLoadW: [],
     dispatches: [],
@@ -62,6 +67,18 @@ function health(s: Snapshot, c: ControlSettings, m: Memory, nowMs: number): Heal
     hard.push(`grid contactor feedback shows ${s.contactor.feedbackClosed ? 'closed' : 'open'} while commanded ${s.contactor.commandedClosed ? 'closed' : 'open'}`);
   return { soft, hard };
 }
+
+const PHASES: ReadonlySet<string> = new Set(['on-grid', 'opening', 'islanded', 'dropped', 'rejoining']);
+
+/** A persisted island state as the store gave it, or undefined when it is not one (unknown phase, a time that is not a number). */
+function usableIsland(i: Memory['island'] | undefined): Memory['island'] | undefined {
+  if (i === undefined || i === null || typeof i !== 'object' || !PHASES.has(i.phase)) return undefined;
+  const time = (t: unknown) => t === undefined || (typeof t === 'number' && Number.isFinite(t));
+  if (!(typeof i.sinceMs === 'number' && Number.isFinite(i.sinceMs)) || !time(i.outageStartMs) || !time(i.gridStableSinceMs) || !time(i.rejoinedAtMs)) return undefined;
+  return i;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
 
 /** On the grid, in `fault`: where the contactor goes (an open one closes only through the interlock). */
 function faultContactorClosed(s: Snapshot, c: ControlSettings, grid: GridView): boolean {
@@ -105,8 +122,8 @@ function startupEvent(s: Snapshot, grid: GridView, st: NonNullable<Memory['start
   const r = st.restored;
   const saved = st.savedAtMs === undefined ? '' : ` saved ${Math.max(0, Math.round((nowMs - st.savedAtMs) / 1000))} s before`;
   const persisted = r
-    ? `persisted: ${r.phase} since ${new Date(r.sinceMs).toISOString()}${r.outageStartMs !== undefined ? `, outage since ${new Date(r.outageStartMs).toISOString()}` : ''}${saved}`
-    : 'persisted: nothing';
+    ? `persisted: ${r.phase} since ${iso(r.sinceMs)}${r.outageStartMs !== undefined ? `, outage since ${iso(r.outageStartMs)}` : ''}${saved}`
+    : st.unusable ? 'persisted: an island state that is not one (ignored)' : 'persisted: nothing';
   const disagrees = (r?.phase ?? 'on-grid') !== island.phase || (k.installed && !(k.feedbackClosed ?? k.commandedClosed));
   return {
     kind: 'startup',

@@ -231,7 +231,13 @@ export interface Memory {
    * Present from a start until the core has seen a fresh inverter reading and the contactor's state
    * (start-up reconciliation, docs/architecture.md): zero power, no grid-forming, an open contactor stays open.
    */
-  startup?: { sinceMs: number; restored?: Memory['island']; savedAtMs?: number };
+  startup?: {
+    sinceMs: number;
+    restored?: Memory['island'];
+    savedAtMs?: number;
+    /** The store gave an island state that is not one (unknown phase, non-numeric time): ignored, and said. */
+    unusable?: boolean;
+  };
   /** Grid-loss policy state (src/control/grid-loss.ts). */
   gridLoss?: {
     /** Since when a listed grid-loss alarm has been reported without a break (debounce). */

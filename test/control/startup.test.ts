@@ -137,3 +137,19 @@ describe('start-up reconciliation', () => {
     assert.deepEqual(r.startup!.restored, islandedHourAgo.island);
   });
 });
+
+describe('start-up with a persisted state that is not one', () => {
+  for (const [name, island] of [
+    ['unknown phase', { phase: 'floating', sinceMs: T0 - 1000 }],
+    ['non-numeric time', { phase: 'islanded', sinceMs: Number.NaN }],
+    ['outage start not a number', { phase: 'islanded', sinceMs: T0 - 1000, outageStartMs: 'yesterday' }],
+  ] as const)
+    test(`${name}: ignored, said in the startup event, nothing thrown`, () => {
+      const m = initialMemory(T0, { island: island as unknown as RestoredState['island'], savedAtMs: Number.NaN });
+      const plans = run(c, [[0, {}]], m);
+      assert.equal(plans[0].backup.phase, 'on-grid');
+      const ev = startupEvents(plans);
+      assert.equal(ev.length, 1);
+      assert.match(ev[0].message, /not one \(ignored\)/);
+    });
+});
