@@ -177,3 +177,24 @@ describe('the interlock on every path that closes an open contactor', () => {
     assert.equal(plans[6].contactorClosed, true);
   });
 });
+
+describe('a config reload goes through the same interlock', () => {
+  test('mid-island, a reload that turns backup off or shortens nothing closes no contactor onto the grid', () => {
+    let mem = initialMemory(T0);
+    for (const [t, over] of ISLAND) mem = decide(snapshot(T0 + t * 1000, over), c, mem, T0 + t * 1000).memory;
+    // the grid returns at 100 s; at 150 s the homeowner reloads a config without backup and with "always"
+    mem = decide(snapshot(T0 + 100_000, { ...GRID_UP, contactor: OPEN, inverter: { gridForming: true } }), c, mem, T0 + 100_000).memory;
+    const reloaded = settings({ vehicle: { departureTime: null }, backup: { enabled: false, reconnectDelayS: 300 }, control: { faultOpensContactor: 'always' } });
+    const plans: Plan[] = [];
+    for (const t of [150, 151, 200, 399]) {
+      const p = decide(snapshot(T0 + t * 1000, { ...GRID_UP, contactor: OPEN, inverter: { gridForming: t === 150 } }), reloaded, mem, T0 + t * 1000);
+      mem = p.memory;
+      plans.push(p);
+    }
+    assert.ok(plans.every((p) => !p.contactorClosed), 'the grid has been back less than 300 s');
+    const p = decide(snapshot(T0 + 401_000, { ...GRID_UP, contactor: OPEN }), reloaded, mem, T0 + 401_000);
+    assert.deepEqual([p.backup.phase, p.gridForming, p.contactorClosed], ['rejoining', false, false], 'grid-forming off first');
+    const q = decide(snapshot(T0 + 402_000, { ...GRID_UP, contactor: OPEN }), reloaded, p.memory, T0 + 402_000);
+    assert.equal(q.contactorClosed, true, 'then closed, through the interlock');
+  });
+});
