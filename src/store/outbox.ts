@@ -7,7 +7,8 @@
  * contract allows. Persisting per message instead would cost a page write for every QoS 0 `state`
  * message (8,640 a day at the default interval) only to make the numbers contiguous.
  *
- * Acknowledgements are applied in memory at once and deleted from the file with the next batched write.
+ * Acknowledgements are applied in memory at once and deleted from the file with the next transaction that
+ * enqueues rows, or the next batched write.
  * After a crash the acknowledged-but-not-deleted rows are sent again: delivery is at least once, and the
  * receiver recognises a repeat by its seq.
  *
@@ -154,6 +155,8 @@ export class SqliteOutbox implements OutboxStore {
       last = q.seq;
     }
     this.enforceBound();
+    // acknowledged rows leave with a commit that happens anyway: fewer repeats after a crash, no extra commit
+    this.flushAcksInTransaction();
     if (last > 0) {
       afterCommit(this.db, () => {
         // transactions on one connection commit in the order they were opened: no lower id can follow
@@ -261,9 +264,15 @@ export class SqliteOutbox implements OutboxStore {
   /** Deletes acknowledged rows; called inside the store's batched write. */
   flushAcksInTransaction(): void {
     if (this.acked.size === 0) return;
+    const ids = [...this.acked];
     const del = stmt(this.db, 'DELETE FROM outbox WHERE rowId = ?');
-    for (const id of this.acked) this.rows -= del.run(id).changes;
-    this.acked.clear();
+    let deleted = 0;
+    for (const id of ids) deleted += del.run(id).changes;
+    // forgotten in memory only once the deletes are on disk: a rolled-back delete leaves them acknowledged
+    afterCommit(this.db, () => {
+      for (const id of ids) this.acked.delete(id);
+      this.rows -= deleted;
+    });
   }
 
   size(): number {

@@ -70,10 +70,11 @@ describe('runtime under kill -9', () => {
     // the aggregator: sends dispatches, collects what the device delivered
     const agg = await mqtt.connectAsync(broker.url, { clientId: 'aggregator', protocolVersion: brokerProtocolVersion() });
     t.after(() => agg.endAsync());
-    const delivered = { ledger: new Set<string>(), completed: new Set<string>(), answered: new Set<string>() };
+    // per dispatch id, every ledger message received (a list, not a set: at least once may repeat one)
+    const delivered = { ledger: new Map<string, string[]>(), completed: new Set<string>(), answered: new Set<string>() };
     agg.on('message', (topic, body) => {
       const p = JSON.parse(body.toString()) as { id?: string; status?: string };
-      if (topic.endsWith('/ledger') && p.id) delivered.ledger.add(p.id);
+      if (topic.endsWith('/ledger') && p.id) delivered.ledger.set(p.id, [...(delivered.ledger.get(p.id) ?? []), body.toString()]);
       if (topic.endsWith('/dispatch/response') && p.id) delivered.answered.add(p.id);
       if (process.env.KILL_LOOP_DEBUG && topic.endsWith('/dispatch/response')) process.stderr.write(`response ${body.toString()}\n`);
       if (topic.endsWith('/dispatch/response') && p.id && p.status === 'completed') delivered.completed.add(p.id);
@@ -155,12 +156,21 @@ describe('runtime under kill -9', () => {
     assert.ok(rows.length > 0);
     const open = statuses.filter((r) => !['completed', 'cancelled', 'superseded', 'rejected', 'expired'].includes(r.status));
     assert.deepEqual(open, [], 'dispatches left open after the clean run');
+    // nothing lost, nothing doubled: one ledger message per settled dispatch, however often it came, the
+    // same bytes each time (a repeat is the outbox's at-least-once, with the same seq)
+    const settled = new Set(rows.map((r) => r.dispatchId));
+    for (const [id, texts] of delivered.ledger) {
+      assert.ok(settled.has(id), `a ledger message for ${id}, which has no ledger row`);
+      assert.equal(new Set(texts).size, 1, `${texts.length} ledger messages for ${id}, differing: ${texts.join(' | ')}`);
+    }
+    const repeats = [...delivered.ledger.values()].filter((x) => x.length > 1).length;
+    t.diagnostic(`ledger messages: ${[...delivered.ledger.values()].reduce((a, x) => a + x.length, 0)} for ${delivered.ledger.size} dispatches (${repeats} repeated, identically)`);
     const toleranceWh = tickWh * (rows.length + 1) + counterResolutionWh;
     assert.ok(Math.abs(ledgerWh - counted) <= toleranceWh, `ledger ${ledgerWh} Wh vs counters ${counted} Wh (± ${toleranceWh} Wh: one tick per settlement and one counter step)`);
   });
 });
 
-async function checkDatabase(dbPath: string, deliveredLedger: Set<string>): Promise<{ dispatchId: string; exportedWh: number; interrupted: number }[]> {
+async function checkDatabase(dbPath: string, deliveredLedger: Map<string, string[]>): Promise<{ dispatchId: string; exportedWh: number; interrupted: number }[]> {
   const db = new Database(dbPath);
   let rows: { dispatchId: string; exportedWh: number; interrupted: number }[];
   let queued: Set<string>;
