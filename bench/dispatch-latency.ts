@@ -100,6 +100,7 @@ export async function startWallbox(o: { dir: string; broker: TestBroker; modbusP
     uplink: { url: o.broker.url },
     control: { tickS: o.tickS ?? 1, ...(o.portCallTimeoutMs ? { portCallTimeoutMs: o.portCallTimeoutMs } : {}) },
     storage: { path: join(o.dir, 'wallbox.db') },
+    vehicle: { v2gEnabled: true }, // the built-in default is off until the homeowner turns it on
     simulation: { vehicle: { socPct: 95, capacityWh: 200_000 }, serveInverter: false },
   }));
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', '--config', configPath], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });

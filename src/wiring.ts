@@ -26,23 +26,19 @@ export interface Hardware {
 }
 
 export function needsSimulation(c: Config): boolean {
-  const sim = c.simulation ?? {};
+  const sim = c.simulation;
   return c.inverter.driver === 'sim' || c.vehicleLink.driver === 'sim' || c.gpio.driver === 'sim' || sim.serveInverter === true || sim.serveBridge === true;
 }
 
+/** The simulated home; every value comes from the config (defaults: config/default.json, stated once). */
 export function simulatedSite(c: Config, clock: Clock): SimSite {
-  const s = c.simulation ?? {};
+  const s = c.simulation;
   return new SimSite({
     clock,
-    vehicle: {
-      capacityWh: s.vehicle?.capacityWh ?? 60000,
-      socPct: s.vehicle?.socPct ?? 70,
-      maxChargeW: s.vehicle?.maxChargeW ?? 11000,
-      maxDischargeW: s.vehicle?.maxDischargeW ?? 11000,
-    },
-    inverter: { ratedW: s.inverter?.ratedW ?? 11000, efficiency: s.inverter?.efficiency ?? 0.95 },
-    houseLoadW: s.houseLoadW ?? 600,
-    sheddableLoadsW: s.sheddableLoadsW ?? [],
+    vehicle: { ...s.vehicle },
+    inverter: { ...s.inverter },
+    houseLoadW: s.houseLoadW,
+    sheddableLoadsW: [...s.sheddableLoadsW],
     gridSenseDebounceMs: (c.gpio.gridSense as { debounceMs?: number } | undefined)?.debounceMs ?? 10,
   });
 }
@@ -92,13 +88,13 @@ async function build(c: Config, clock: Clock, log: (msg: string) => void, opts: 
       const modbus = (c.inverter.modbus ?? {}) as Record<string, unknown>;
       if (site && c.simulation?.serveInverter) {
         // the simulated inverter, served as a SunSpec device on loopback and read through the real driver
-        const port = c.simulation.servePort ?? 15020;
+        const port = c.simulation.servePort;
         const server = await startSimSunspecServer({ port, host: '127.0.0.1', inverter: site.inverter, car: site.car, clock });
         closers.push(() => server.close());
         describe.push(`inverter: simulated ${site.inverter.ratedW} W served as SunSpec Modbus TCP on 127.0.0.1:${port}`);
       }
       inverter = createSunspecInverter(c.inverter, clock, (m) => log(m));
-      describe.push(`inverter: SunSpec over ${typeof modbus.path === 'string' ? `Modbus RTU ${modbus.path}` : `Modbus TCP ${modbus.host}:${modbus.port ?? 502}`}`);
+      describe.push(`inverter: SunSpec over ${typeof modbus.path === 'string' ? `Modbus RTU ${modbus.path}` : `Modbus TCP ${modbus.host}:${modbus.port}`}`);
       break;
     }
     default:

@@ -19,7 +19,10 @@ export const PROJECT_ROOT = ((): string => {
   }
   return resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 })();
+/** The built-in defaults: a real install (every default is stated here once). */
 export const DEFAULT_CONFIG_PATH = join(PROJECT_ROOT, 'config/default.json');
+/** The simulated home on loopback: `npm start`, the tests and scenario runs, merged over the defaults. */
+export const SIMULATION_PROFILE_PATH = join(PROJECT_ROOT, 'config/simulation.json');
 export const SCHEMA_PATH = join(PROJECT_ROOT, 'config/schema.json');
 
 /** A config that failed validation: every problem as `"key: rule"`, key in dotted form. */
@@ -101,13 +104,21 @@ export function semanticProblems(c: Config): string[] {
   if (c.uplink.url !== null && c.uplink.url !== 'embedded' && !/^mqtts?:\/\/[^\s]+$/.test(c.uplink.url))
     p.push(`uplink.url: must be mqtt://…, mqtts://…, "embedded" or null`);
   if (c.control.faultClearS < 0) p.push('control.faultClearS: must be >= 0');
-  // a real inverter link with nowhere to go cannot work: refuse it at start (exit 78) rather than run in fault
-  const modbus = (c.inverter.modbus ?? {}) as { host?: unknown; path?: unknown };
-  if (c.inverter.driver === 'sunspec' && !(typeof modbus.host === 'string' && modbus.host) && !(typeof modbus.path === 'string' && modbus.path))
-    p.push('inverter.modbus: needs "host" (Modbus TCP, e.g. {"host": "192.168.1.50"}) or "path" (Modbus RTU, e.g. {"path": "/dev/ttyAMA0"})');
   // pins shared between roles and feedback/tiers without a contactor are rules the schema cannot express
   p.push(...gpioConfigProblems(c.gpio));
   return p;
+}
+
+/**
+ * Rules that need no valid schema first, so they are reported with the schema's problems: a real
+ * inverter link with nowhere to go cannot work, and is refused at start (exit 78) rather than run in fault.
+ */
+function installProblems(candidate: unknown): string[] {
+  const inverter = isPlainObject(candidate) ? candidate.inverter : undefined;
+  if (!isPlainObject(inverter) || inverter.driver !== 'sunspec') return [];
+  const modbus = isPlainObject(inverter.modbus) ? inverter.modbus : {};
+  const has = (k: string) => typeof modbus[k] === 'string' && modbus[k] !== '';
+  return has('host') || has('path') ? [] : ['inverter.modbus: needs "host" (Modbus TCP, e.g. {"host": "192.168.1.50"}) or "path" (Modbus RTU, e.g. {"path": "/dev/ttyAMA0"})'];
 }
 
 /** Validate a merged config object; returns it typed or throws ConfigError listing every problem. */
@@ -115,10 +126,12 @@ export function validateConfig(candidate: unknown, source = '(config)'): Config 
   const structural = structuralProblems(candidate);
   if (structural.length) throw new ConfigError(structural, source);
   const validate = schemaValidator();
+  const install = installProblems(candidate);
   if (!validate(candidate)) {
     const problems = [...new Set((validate.errors ?? []).map(describe))];
-    throw new ConfigError(problems, source);
+    throw new ConfigError([...problems, ...install], source);
   }
+  if (install.length) throw new ConfigError(install, source);
   const problems = semanticProblems(candidate as Config);
   if (problems.length) throw new ConfigError(problems, source);
   return candidate as Config;
@@ -247,24 +260,30 @@ export function defaultConfigJson(): Json {
   return readJson(DEFAULT_CONFIG_PATH);
 }
 
-/** Where the local override lives: `WALLBOX_CONFIG`, else `config/local.json`. */
+/**
+ * The config file: `WALLBOX_CONFIG` (the unit and the installed command set it), else, in a checkout,
+ * `config/local.json` when it exists, else the simulation profile, so `npm start` and `npm run wallbox`
+ * run the simulated home. A real install always names its file, and a named file that is missing is an
+ * error, never a fall-back.
+ */
 export function localConfigPath(env: NodeJS.ProcessEnv = process.env): string {
-  return env.WALLBOX_CONFIG ? resolve(env.WALLBOX_CONFIG) : join(PROJECT_ROOT, 'config/local.json');
+  if (env.WALLBOX_CONFIG) return resolve(env.WALLBOX_CONFIG);
+  const local = join(PROJECT_ROOT, 'config/local.json');
+  return existsSync(local) ? local : SIMULATION_PROFILE_PATH;
 }
 
 /**
- * Load defaults, merge the local file over them (when it exists) and an optional in-memory override
- * over that, validate, and return the result. Throws ConfigError naming the file, each key and its rule.
+ * Load the defaults, merge the file over them and an optional in-memory override over that, validate,
+ * and return the result. Throws ConfigError naming the file, each key and its rule; a file that does not
+ * exist is such an error. `null` stands for the simulation profile (tests, scenario runs).
  */
 export function loadConfig(localPath: string | null = localConfigPath(), extra?: unknown): Config {
   let merged = defaultConfigJson();
-  let source = DEFAULT_CONFIG_PATH;
-  if (localPath && existsSync(localPath)) {
-    const local = readJson(localPath);
-    if (!isPlainObject(local)) throw new ConfigError(['(root): must be a JSON object'], localPath);
-    merged = mergeConfig(merged, local);
-    source = localPath;
-  }
+  const path = localPath ?? SIMULATION_PROFILE_PATH;
+  const local = readJson(path);
+  if (!isPlainObject(local)) throw new ConfigError(['(root): must be a JSON object'], path);
+  merged = mergeConfig(merged, local);
+  const source = path;
   if (extra !== undefined) merged = mergeConfig(merged, extra as Json);
   return validateConfig(merged, source);
 }

@@ -74,20 +74,19 @@ export interface Config {
   uplink: { url: string | null; prefix: string; groups: string[]; stateIntervalS: number; [k: string]: unknown };
   storage: { path: string; [k: string]: unknown };
   reward: { ratePerKWh: number | null; currency: string; [k: string]: unknown };
-  simulation?: SimulationConfig;
+  simulation: SimulationConfig;
 }
 
 export interface SimulationConfig {
-  vehicle?: { capacityWh?: number; socPct?: number; maxChargeW?: number; maxDischargeW?: number };
-  inverter?: { ratedW?: number; efficiency?: number };
-  houseLoadW?: number;
-  sheddableLoadsW?: number[];
+  vehicle: { capacityWh: number; socPct: number; maxChargeW: number; maxDischargeW: number };
+  inverter: { ratedW: number; efficiency: number };
+  houseLoadW: number;
+  sheddableLoadsW: number[];
   /** Serve the simulated inverter as a SunSpec Modbus TCP device on 127.0.0.1:servePort. */
-  serveInverter?: boolean;
-  servePort?: number;
+  serveInverter: boolean;
+  servePort: number;
   /** Publish the simulated car as an EVerest bridge on vehicleLink.url. */
-  serveBridge?: boolean;
-  [k: string]: unknown;
+  serveBridge: boolean;
 }
 
 /** The part of the config the pure control core reads. */

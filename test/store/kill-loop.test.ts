@@ -64,6 +64,7 @@ describe('runtime under kill -9', () => {
       control: { tickS: TICK_S },
       storage: { path: dbPath, meterCheckpointS: 0.5 },
       reward: { ratePerKWh: 0.25, currency: 'EUR' },
+      vehicle: { v2gEnabled: true }, // the built-in default is off until the homeowner turns it on
       simulation: { vehicle: { socPct: 95, capacityWh: 200_000 }, serveInverter: false },
     }));
 
