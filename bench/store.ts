@@ -4,7 +4,8 @@
  *   what the kernel sent or will send to the device for this process: WAL, checkpoints, fsyncs),
  *   target under 20 MB/day;
  * - database size after a simulated year at the default retention;
- * - ledger commit latency (settleDispatch: ledger row + totals + outbox rows, durable), median and p99.
+ * - ledger commit latency (settleDispatch: ledger row + totals + outbox rows, durable), median and p99;
+ * - the store's CPU per dispatch (status changes with their responses, checkpoints, settlement).
  *
  * A "normal day": 1 Hz state samples, QoS 0 `state` every 10 s, 2 h of overnight charging, a 1 h
  * evening dispatch (meter checkpoint every 5 s, one settlement), `flex` on change at most every 10 s
@@ -152,6 +153,37 @@ export async function main(): Promise<void> {
       s.close();
       const st = summarize(lat);
       console.log(`ledger commit latency (settleDispatch, ${st.n} settlements, synchronous=FULL): median ${fmt(st.median, 3)} ms, p99 ${fmt(st.p99, 3)} ms, max ${fmt(st.max, 3)} ms`);
+    }
+
+    // 4. user CPU of the store per dispatch: accepted and active (each in the tick's relaxed transaction
+    //    with its response row), 60 ticks of meter checkpoints, the settlement. Statements are prepared
+    //    once per connection; preparing them per call cost about as much as running them.
+    {
+      const path = join(dir, 'cpu.db');
+      const s = openStore(path, opts);
+      const cycle = (i: number) => {
+        const t = t0 + i * 120_000;
+        const r: DispatchRecord = { id: `cpu-${i}`, request: { id: `cpu-${i}`, powerW: -7000, durationS: 60 }, body: '{}', source: 'device', receivedMs: t, startMs: t, endMs: t + 60_000, status: 'accepted', acceptedW: -7000, exportedWh: 0, importedWh: 0, carSideWh: 0 };
+        const resp = (status: string) => ({ topic: 'dispatch/response', payload: { id: r.id, status }, qos: 1 as const, retain: false, class: 'response' as const });
+        s.atomically(() => {
+          s.recordDispatch(r, t);
+          s.outbox.enqueue([resp('accepted')], t);
+        }, 'relaxed');
+        const active = { ...r, status: 'active' as const, startedMs: t };
+        s.atomically(() => {
+          s.recordDispatch(active, t + 1000);
+          s.outbox.enqueue([resp('active')], t + 1000);
+        }, 'relaxed');
+        for (let k = 1; k <= 60; k++) s.saveMeterState({ atMs: t + k * 1000, meter: { k }, dispatches: [{ id: r.id, exportedWh: k * 1.94, importedWh: 0, carSideWh: -k * 2.04 }] });
+        s.settleDispatch({ ...active, status: 'completed', endedMs: t + 60_000, exportedWh: 116.7, carSideWh: -122.8 }, [resp('completed')], t + 60_000);
+      };
+      for (let i = 0; i < 50; i++) cycle(i);
+      const n = 300;
+      const c0 = process.cpuUsage();
+      for (let i = 50; i < 50 + n; i++) cycle(i);
+      const c = process.cpuUsage(c0);
+      s.close();
+      console.log(`store CPU per dispatch (accepted, active, 60 checkpoint ticks, settlement; ${n} dispatches): user ${fmt(c.user / n / 1000, 2)} ms, system ${fmt(c.system / n / 1000, 2)} ms`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
