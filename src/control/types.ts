@@ -80,6 +80,10 @@ export interface DispatchRecord {
   importedWh: number;
   /** Car-side energy, Wh, signed: positive = into the car. */
   carSideWh: number;
+  /** Seconds the device was down while this dispatch's window was open (it resumed after a restart). */
+  downtimeS?: number;
+  /** Since when the power measured has been short of `acceptedW` by more than the tolerance (dispatch.ts). */
+  shortSinceMs?: number;
 }
 
 /** Energy moved since the previous decide() call, measured by the runtime (see metering.ts). */

@@ -21,7 +21,7 @@ import { Actuator } from './actuation.ts';
 import { gridUp, round1 } from './outgoing.ts';
 import { BoundedCaller, within } from './port-calls.ts';
 import { Recorder } from './recording.ts';
-import { loadIsland, recoverDispatches, startupFindings } from './recovery.ts';
+import { loadIsland, recoverDispatches, settleOnStop, startupFindings } from './recovery.ts';
 import { controlSettings } from './settings.ts';
 import { SnapshotAssembler } from './snapshot.ts';
 import type { RuntimeLog, RuntimeOptions, RuntimeStatus } from './types.ts';
@@ -285,6 +285,7 @@ export class Runtime {
     if (this.isOpen('inverter')) zero.push(step(this.actuator.setpoint.send(0)));
     if (this.config.vehicleLink.forwardLimit && this.isOpen('vehicle')) zero.push(step(this.actuator.limit.send(0)));
     await Promise.all(zero);
+    this.settleRunning();
     const reading = this.ports.inverter.state().reading;
     const mayForm = reading?.gridForming === true || this.actuator.forming.requested === true || (this.memory.lastGridForming !== false && this.memory.island.phase !== 'on-grid');
     if (mayForm) {
@@ -295,6 +296,24 @@ export class Runtime {
       await Promise.all(open);
     }
     await Promise.all(this.allPorts().map((port) => this.caller.call(port.kind, 'close', () => port.close(), { track: false, boundMs })));
+  }
+
+  /**
+   * A clean stop settles the running dispatch with reason `stopped` (recovery.ts), on the last poll's reading
+   * (never more than was measured): the power is at zero now, so what it delivered ends here. Guarded: a store that fails leaves the
+   * dispatch for the next start to settle.
+   */
+  private settleRunning(): void {
+    if (!this.lastPlan) return;
+    try {
+      const settled = settleOnStop({
+        opts: this.opts, nowMs: this.clock.nowMs(), memory: this.memory, reading: this.ports.inverter.state().reading, assembler: this.assembler,
+        emit: (e) => this.emit(e),
+      });
+      if (settled.length) this.memory = { ...this.memory, dispatches: this.memory.dispatches.map((r) => settled.find((x) => x.id === r.id) ?? r), activeDispatchId: undefined };
+    } catch (e) {
+      this.log('error', `settling the running dispatch at stop failed: ${(e as Error)?.message ?? String(e)}`);
+    }
   }
 
   private armTimer(): void {

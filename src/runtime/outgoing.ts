@@ -13,17 +13,33 @@ export function responseMessage(r: DispatchResponse): OutboundMessage {
   };
 }
 
+/**
+ * When a dispatch delivered, as the ledger states it: from its first active tick to its end. One that
+ * never started (cancelled or superseded before its start) delivered nothing, so its span is the moment
+ * it ended (start = end), never an end before its start. The store computes the ledger row the same way.
+ */
+export function ledgerSpan(r: DispatchRecord): { startMs: number; endMs: number } {
+  const endedMs = r.endedMs ?? r.endMs;
+  const startMs = r.startedMs ?? Math.min(r.startMs, endedMs);
+  return { startMs, endMs: Math.max(startMs, endedMs) };
+}
+
 export function ledgerMessage(r: DispatchRecord, interrupted = false): OutboundMessage {
+  const span = ledgerSpan(r);
   const payload: Record<string, unknown> = {
     id: r.id,
-    start: isoUtc(r.startedMs ?? r.startMs),
-    end: isoUtc(r.endedMs ?? r.endMs),
+    start: isoUtc(span.startMs),
+    end: isoUtc(span.endMs),
     exportedWh: round1(r.exportedWh),
     importedWh: round1(r.importedWh),
     carSideWh: round1(r.carSideWh),
     status: r.status,
   };
+  // why it ended other than by its own time: `stopped` (a clean stop), `interrupted` (a crash outlasting it)
+  if (r.reason === 'stopped' || r.reason === 'interrupted') payload.reason = r.reason;
   if (interrupted) payload.interrupted = true;
+  // seconds the device was down while the dispatch's window was open (it resumed after a restart)
+  if (r.downtimeS !== undefined && r.downtimeS > 0) payload.downtimeS = Math.round(r.downtimeS);
   return { topic: 'ledger', payload, qos: 1, retain: false, class: 'ledger' };
 }
 

@@ -1,9 +1,11 @@
 /**
  * Start-up recovery. The island state kept by the last run is loaded and checked (the core reconciles
  * it with the contactor and the inverter before acting on it), and what the start found is said in an
- * event. Then, after a crash or power cut: settle what was running from the energy measured (the
- * last checkpoint plus what the inverter's counters moved since), marked interrupted; put back dispatches
- * that had not started yet, so they still run; answer the ones whose time passed meanwhile.
+ * event. Then, after a crash or power cut: a dispatch that was running and whose window is still open
+ * resumes (same id, same end, the downtime kept in `downtimeS`); one whose window closed meanwhile is
+ * settled from the energy measured (the last checkpoint plus what the inverter's counters moved since),
+ * marked interrupted; dispatches that had not started yet are put back, so they still run; the ones
+ * whose time passed meanwhile are answered `expired`.
  */
 import type { InverterReading, Ports } from '../../hal/ports.ts';
 import { deliveredWh } from '../control/dispatch.ts';
@@ -44,6 +46,21 @@ export function recoverDispatches(ctx: RecoveryContext): DispatchRecord[] {
       restored.push(rec);
       continue;
     }
+    if (u.interrupted && u.started && rec.endMs > now && (rec.status === 'active' || rec.status === 'curtailed')) {
+      // its window is still open (a crash, a watchdog restart, a power blip): it resumes, same id and end,
+      // and is settled once at its end by the core, with the time the device was down stated (downtimeS)
+      const delta = u.fromCheckpoint ? sinceCheckpoint : { exportedWh: 0, importedWh: 0, carSideWh: 0 };
+      const lastSeenMs = u.energyAtMs ?? cp?.atMs ?? now;
+      const downS = Math.max(0, (now - lastSeenMs) / 1000);
+      rec = {
+        ...rec, exportedWh: rec.exportedWh + delta.exportedWh, importedWh: rec.importedWh + delta.importedWh, carSideWh: rec.carSideWh + delta.carSideWh,
+        downtimeS: (rec.downtimeS ?? 0) + downS,
+      };
+      restored.push(rec);
+      msgs.push(responseMessage({ id: rec.id, status: rec.status, reason: rec.reason, acceptedW: rec.acceptedW, deliveredWh: deliveredWh(rec), replyTo: rec.replyTo }));
+      ctx.emit({ kind: 'dispatch', severity: 'warning', message: `dispatch ${rec.id} resumed after a restart (down ${Math.round(downS)} s; ends ${isoUtc(rec.endMs)} as planned)` });
+      continue;
+    }
     if (u.interrupted && !u.started) {
       const expired: DispatchRecord = { ...rec, status: 'expired', reason: 'expired', endedMs: now };
       store.recordDispatch(expired, now);
@@ -65,6 +82,46 @@ export function recoverDispatches(ctx: RecoveryContext): DispatchRecord[] {
   if (msgs.length) ctx.opts.uplink?.publish(msgs);
   ctx.opts.uplink?.drain?.();
   return restored;
+}
+
+/**
+ * A clean stop (runtime.stop(), what SIGTERM runs) during a dispatch: the power is already at zero, so
+ * the dispatch ends now. It is settled here, once, as `completed` with reason `stopped`: the energy it
+ * delivered until the stop (the last decision's figure plus what the inverter's last reading moved
+ * since), end time = the stop. The next start finds it settled and leaves it alone. Dispatches that
+ * had not started yet stay in the store as they are and run after the next start if still due.
+ */
+export function settleOnStop(ctx: { opts: RuntimeOptions; nowMs: number; memory: Memory; reading: InverterReading | undefined; assembler: SnapshotAssembler; emit: (e: CoreEvent) => void }): DispatchRecord[] {
+  const running = ctx.memory.dispatches.filter((r) => r.status === 'active' || r.status === 'curtailed');
+  if (!running.length) return [];
+  let delta: EnergyDelta = { exportedWh: 0, importedWh: 0, carSideWh: 0 };
+  if (ctx.reading) {
+    const t = meterTick(ctx.assembler.meter, ctx.reading, ctx.assembler.meterSettings());
+    ctx.assembler.meter = t.state;
+    delta = t.delta;
+    ctx.assembler.totals.importedWh += delta.importedWh;
+    ctx.assembler.totals.exportedWh += delta.exportedWh;
+    ctx.assembler.totals.carSideWh += delta.carSideWh;
+  }
+  const store = ctx.opts.store;
+  const settled: DispatchRecord[] = [];
+  for (const r of running) {
+    const d = r.id === ctx.memory.activeDispatchId ? delta : { exportedWh: 0, importedWh: 0, carSideWh: 0 };
+    const rec: DispatchRecord = {
+      ...r, status: 'completed', reason: 'stopped', endedMs: Math.min(ctx.nowMs, r.endMs),
+      exportedWh: r.exportedWh + d.exportedWh, importedWh: r.importedWh + d.importedWh, carSideWh: r.carSideWh + d.carSideWh,
+    };
+    const resp = { id: rec.id, status: rec.status, reason: rec.reason, deliveredWh: deliveredWh(rec), replyTo: rec.replyTo, source: rec.source };
+    ctx.opts.onResponse?.(resp);
+    const msgs = [responseMessage(resp), ledgerMessage(rec)];
+    if (store) store.settleDispatch(rec, msgs, ctx.nowMs);
+    else ctx.opts.uplink?.publish(msgs);
+    ctx.opts.onSettled?.(rec);
+    settled.push(rec);
+    ctx.emit({ kind: 'dispatch', severity: 'info', message: `dispatch ${rec.id} ended by a stop: ${round1(rec.exportedWh)} Wh exported, ${round1(rec.importedWh)} Wh imported` });
+  }
+  if (store) ctx.opts.uplink?.drain?.();
+  return settled;
 }
 
 const PHASES = new Set(['on-grid', 'opening', 'islanded', 'dropped', 'rejoining']);

@@ -18,7 +18,7 @@ export interface RuntimeStore {
   saveMeterState?(cp: MeterCheckpointLike): void;
   loadMeterState?(): MeterCheckpointLike | undefined;
   /** Dispatches without a ledger row (the process died during them, or between status and settlement). */
-  interruptedDispatches?(): { record: DispatchRecord; interrupted: boolean; started: boolean; fromCheckpoint: boolean }[];
+  interruptedDispatches?(): { record: DispatchRecord; interrupted: boolean; started: boolean; fromCheckpoint: boolean; energyAtMs?: number }[];
   /** Keep the island state (the core's `memory.island`, JSON) for the next start; joins the tick's transaction. */
   saveIsland?(json: string, atMs: number): void;
   /** The island state kept by the last run, if any. */

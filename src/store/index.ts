@@ -269,7 +269,8 @@ export class Store {
       const stored = storedLedgerMessage(this.db, record.id);
       return stored ? [stored] : [];
     }
-    const startMs = record.startedMs ?? record.startMs;
+    // never started (cancelled or superseded before its start): start = end = when it ended, as the runtime's ledger message says
+    const startMs = record.startedMs ?? Math.min(record.startMs, record.endedMs ?? nowMs);
     const endMs = Math.max(startMs, record.endedMs ?? nowMs);
     const amount = this.tariff.priced ? priceExport(this.tariff, this.tz, record.exportedWh, this.exportProfile(startMs, endMs), startMs, endMs) : null;
     const row: NewLedgerRow = {
