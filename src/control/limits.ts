@@ -195,7 +195,9 @@ export function powerLimits(s: Snapshot, c: ControlSettings, f: Floors, nowMs: n
   const invCharge = s.inverter.maxChargeW ?? 0;
   const invDischarge = s.inverter.maxDischargeW ?? 0;
   const charge: [number, string][] = [[invCharge, 'inverter_limit']];
-  if (s.vehicle.maxChargeW !== undefined) charge.push([s.vehicle.maxChargeW, 'vehicle_limit']);
+  // the car's limits are on its side (DC); every limit here is AC at the connection point, with the same
+  // efficiency model as the metering and the simulator: AC in = car side / efficiency, AC out = car side x efficiency
+  if (s.vehicle.maxChargeW !== undefined) charge.push([s.vehicle.maxChargeW / efficiency(s), 'vehicle_limit']);
   if (c.vehicle.maxChargeW !== null) charge.push([c.vehicle.maxChargeW, 'homeowner_limit']);
   if (c.site.gridImportLimitW !== null) charge.push([c.site.gridImportLimitW - houseLoadForImportW(s, c, nowMs), 'grid_limit']);
   if (ramp < 1) charge.push([invCharge * ramp, 'rejoin_ramp']);
@@ -206,7 +208,7 @@ export function powerLimits(s: Snapshot, c: ControlSettings, f: Floors, nowMs: n
   const discharge: [number, string][] = [[invDischarge, 'inverter_limit']];
   const refusal = dischargeRefusal(s, c);
   if (refusal) discharge.push([0, refusal]);
-  if (s.vehicle.maxDischargeW !== undefined) discharge.push([s.vehicle.maxDischargeW, 'vehicle_limit']);
+  if (s.vehicle.maxDischargeW !== undefined) discharge.push([s.vehicle.maxDischargeW * efficiency(s), 'vehicle_limit']);
   // the charger's export capability is a fact about the charger: it bounds whatever consent was given
   if (s.vehicle.chargerExportCapabilityW !== undefined) discharge.push([s.vehicle.chargerExportCapabilityW, 'inverter_limit']);
   if (c.vehicle.maxDischargeW !== null) discharge.push([c.vehicle.maxDischargeW, 'homeowner_limit']);

@@ -21,14 +21,15 @@ function run(c: ControlSettings, steps: [number, Parameters<typeof snapshot>[1]]
 
 describe('limits: the setpoint is the smallest of every limit (invariant 4)', () => {
   const cases: { name: string; c?: ControlSettings; over?: Parameters<typeof snapshot>[1]; powerW: number; setpointW: number; limitedBy: string }[] = [
-    { name: 'dispatch request itself', powerW: -3000, setpointW: -3000, limitedBy: 'inverter_limit' },
+    // the car's limits are car-side (DC): on the AC side 11 kW x 0.95 = 10,450 W binds before the 11 kW inverter
+    { name: 'dispatch request itself', powerW: -3000, setpointW: -3000, limitedBy: 'vehicle_limit' },
     { name: 'inverter rating', over: { inverter: { maxDischargeW: 5000 } }, powerW: -9000, setpointW: -5000, limitedBy: 'inverter_limit' },
-    { name: "car's discharge limit", over: { vehicle: { maxDischargeW: 4000 } }, powerW: -9000, setpointW: -4000, limitedBy: 'vehicle_limit' },
+    { name: "car's discharge limit", over: { vehicle: { maxDischargeW: 4000 } }, powerW: -9000, setpointW: -3800, limitedBy: 'vehicle_limit' }, // 4000 W car side x 0.95
     { name: "homeowner's max", c: settings({ vehicle: { departureTime: null, maxDischargeW: 2500 } }), powerW: -9000, setpointW: -2500, limitedBy: 'homeowner_limit' },
     { name: 'grid export limit with the house load', c: settings({ vehicle: { departureTime: null }, site: { gridExportLimitW: 3000 } }), over: { houseLoadW: 800 }, powerW: -9000, setpointW: -3800, limitedBy: 'grid_limit' },
     { name: 'floor within one tick', over: { vehicle: { socPct: 50.01, capacityWh: 10000 } }, powerW: -9000, setpointW: -3419, limitedBy: 'floor' },
     { name: 'charge: grid import limit with the house load', c: settings({ vehicle: { departureTime: null }, site: { gridImportLimitW: 7000 } }), over: { houseLoadW: 2500 }, powerW: 9000, setpointW: 4500, limitedBy: 'grid_limit' },
-    { name: "charge: car's charge limit", over: { vehicle: { maxChargeW: 7400 } }, powerW: 11000, setpointW: 7400, limitedBy: 'vehicle_limit' },
+    { name: "charge: car's charge limit", over: { vehicle: { maxChargeW: 7400 } }, powerW: 11000, setpointW: 7789, limitedBy: 'vehicle_limit' }, // 7400 W car side / 0.95
     { name: "charge: homeowner's charge cap", c: settings({ vehicle: { departureTime: null, maxChargeW: 3000 } }), powerW: 11000, setpointW: 3000, limitedBy: 'homeowner_limit' },
   ];
   for (const k of cases) {
