@@ -360,7 +360,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
 
   if (active) {
     const limitReason = blockReason ?? (active.request.powerW < 0 ? limits.dischargeLimitedBy : limits.chargeLimitedBy);
-    const cu = updateCurtailment(records, active.id, setpointW, limitReason);
+    const cu = updateCurtailment(records, active.id, setpointW, limitReason, fresh ? { nowMs, measuredW: s.inverter.powerW } : undefined);
     records = cu.records;
     responses.push(...cu.responses);
   }

@@ -212,11 +212,28 @@ export function advance(records: DispatchRecord[], nowMs: number, blockedBy: Rea
   return { records: out, responses, finished };
 }
 
+/** A delivery this far below `acceptedW` (the larger of the two), measured on the AC side, is short. */
+export const UNDERDELIVERY_TOLERANCE_W = 200;
+export const UNDERDELIVERY_TOLERANCE_FRACTION = 0.03;
+/**
+ * ...for this long without a break before it is reported `curtailed` (reason `underdelivery`), and a
+ * curtailment for it is lifted only after delivery has been within the tolerance as long: longer than
+ * an inverter's ramp and settle time, so a ramp is not reported and a delivery hovering at the edge does
+ * not flap.
+ */
+export const UNDERDELIVERY_WINDOW_S = 15;
+
 /**
  * Report a curtailment when the power delivered falls short of what was accepted, naming the limit,
- * once per change of reason; and `active` again when it recovers.
+ * once per change of reason; and `active` again when it recovers. Two sources of shortfall: the
+ * setpoint itself (a limit cut it: named by `limitReason`), and, with the setpoint whole, the AC power
+ * measured (`measuredW`, signed as setpoints) staying short of `acceptedW` beyond the tolerance for
+ * UNDERDELIVERY_WINDOW_S (reason `underdelivery`: the inverter or the car gives less than they said).
  */
-export function updateCurtailment(records: DispatchRecord[], activeId: string | undefined, setpointW: number, limitReason: string | undefined): { records: DispatchRecord[]; responses: DispatchResponse[] } {
+export function updateCurtailment(
+  records: DispatchRecord[], activeId: string | undefined, setpointW: number, limitReason: string | undefined,
+  measured?: { nowMs: number; measuredW: number | undefined },
+): { records: DispatchRecord[]; responses: DispatchResponse[] } {
   const responses: DispatchResponse[] = [];
   const out = records.map((r) => {
     if (r.id !== activeId || (r.status !== 'active' && r.status !== 'curtailed')) return r;
@@ -225,12 +242,27 @@ export function updateCurtailment(records: DispatchRecord[], activeId: string | 
     const short = deliveredW < promised - Math.max(50, promised * 0.02);
     if (short && limitReason) {
       if (r.status === 'curtailed' && r.reason === limitReason) return r;
-      const cur: DispatchRecord = { ...r, status: 'curtailed', reason: limitReason };
+      const cur: DispatchRecord = { ...r, status: 'curtailed', reason: limitReason, shortSinceMs: undefined };
       responses.push(responseFor(cur));
       return cur;
     }
+    if (!short && measured && Number.isFinite(measured.nowMs) && (r.status === 'active' || r.reason === 'underdelivery')) {
+      // the setpoint is whole: judge what the AC side measured; shortSinceMs = since when the measurement
+      // has disagreed with the status (short while active, within the tolerance while curtailed)
+      const m = measured.measuredW;
+      const gotW = m === undefined || !Number.isFinite(m) ? undefined : r.request.powerW < 0 ? Math.max(0, -m) : Math.max(0, m);
+      if (gotW === undefined) return r;
+      const measuredShort = gotW < promised - Math.max(UNDERDELIVERY_TOLERANCE_W, promised * UNDERDELIVERY_TOLERANCE_FRACTION);
+      const disagrees = r.status === 'active' ? measuredShort : !measuredShort;
+      if (!disagrees) return r.shortSinceMs === undefined ? r : { ...r, shortSinceMs: undefined };
+      const since = r.shortSinceMs ?? measured.nowMs;
+      if ((measured.nowMs - since) / 1000 < UNDERDELIVERY_WINDOW_S) return r.shortSinceMs === since ? r : { ...r, shortSinceMs: since };
+      const next: DispatchRecord = r.status === 'active' ? { ...r, status: 'curtailed', reason: 'underdelivery', shortSinceMs: undefined } : { ...r, status: 'active', reason: undefined, shortSinceMs: undefined };
+      responses.push(responseFor(next));
+      return next;
+    }
     // a floor is final for this dispatch: the car will not climb back above it while discharging
-    if (!short && r.status === 'curtailed' && r.reason !== 'floor' && r.reason !== 'departure') {
+    if (!short && r.status === 'curtailed' && r.reason !== 'floor' && r.reason !== 'departure' && r.reason !== 'underdelivery') {
       const act: DispatchRecord = { ...r, status: 'active', reason: undefined };
       responses.push(responseFor(act));
       return act;

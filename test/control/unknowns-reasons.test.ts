@@ -31,6 +31,7 @@ const ELSEWHERE: Record<string, string> = {
   signature: 'the uplink codec, before the core (src/uplink; test/uplink)',
   replay: 'the uplink codec, before the core (src/uplink; test/uplink)',
   interrupted: 'the runtime, settling at start-up a dispatch the device died during (src/runtime; test/runtime)',
+  underdelivery: 'the core, from the measured AC power over a window (src/control/dispatch.ts updateCurtailment; test/control/dispatch-underdelivery.test.ts)',
   stopped: 'the runtime, settling at a clean stop the dispatch that was running (src/runtime/recovery.ts; test/runtime/ledger-stop-resume.test.ts)',
 };
 
