@@ -49,6 +49,9 @@ interface OpenState {
   retryTimer?: unknown;
 }
 
+/** Ports on the board itself (GPIO), opened and acted on before the devices behind a bus or a broker. */
+const LOCAL_PORTS: ReadonlySet<string> = new Set(['grid-sense', 'relays', 'estop']);
+
 export class Runtime {
   private config: Config;
   private settings: ControlSettings;
@@ -105,6 +108,9 @@ export class Runtime {
     return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : DEFAULT_PORT_CALL_TIMEOUT_MS;
   }
 
+  /** True during the first decision of a start, taken on the board's own lines before the devices are open. */
+  private actingBeforeRecovery = false;
+
   private allPorts(): AnyPort[] {
     const p = this.ports;
     return [p.inverter, p.vehicle, p.gridSense, p.relays, p.estop, p.siteMeter].filter((x): x is AnyPort => x !== undefined);
@@ -136,9 +142,29 @@ export class Runtime {
     this.recorder.savedIslandJson = kept.json;
 
     for (const port of this.allPorts()) this.openStates.set(port.kind, { open: false, attempts: 0, inFlight: false });
-    await Promise.all(this.allPorts().map((port) => this.openPort(port)));
+    // the board's own lines first: a grid lost while the inverter is still being opened (or hangs) must
+    // open the contactor at once (invariant 5: opening never waits on another device)
+    const local = this.allPorts().filter((port) => LOCAL_PORTS.has(port.kind));
+    const remote = this.allPorts().filter((port) => !LOCAL_PORTS.has(port.kind));
+    const remoteOpen = Promise.all(remote.map((port) => this.openPort(port)));
+    await Promise.all(local.map((port) => this.openPort(port)));
     if (this.stopped) return;
-    for (const port of this.allPorts())
+    for (const port of local)
+      if ('onChange' in port) this.unsubscribers.push(port.onChange(() => this.requestDecision()));
+    // the core is reconciling: zero power, no forming, an open contactor left open, a dead grid opened
+    if (local.length) {
+      // before recovery has read what the store kept: act, and say what happened, but write no
+      // checkpoint or sample that recovery would then mistake for the last one before the restart
+      this.actingBeforeRecovery = true;
+      try {
+        this.decideNow();
+      } finally {
+        this.actingBeforeRecovery = false;
+      }
+    }
+    await remoteOpen;
+    if (this.stopped) return;
+    for (const port of remote)
       if ('onChange' in port) this.unsubscribers.push(port.onChange(() => this.requestDecision()));
     // storage that stops (or starts again) writing is an event too
     const store = this.opts.store;
@@ -443,7 +469,8 @@ export class Runtime {
     this.ticks++;
     // commands first: the store's writes are never on the path of a contactor or a setpoint
     this.actuator.apply(plan, this.config);
-    this.recorder.record(plan, snapshot, now, this.config);
+    if (this.actingBeforeRecovery) for (const e of plan.events) this.emit(e);
+    else this.recorder.record(plan, snapshot, now, this.config);
     this.lastPlan = plan;
     this.lastSnapshot = snapshot;
     this.opts.onTick?.(plan, snapshot);

@@ -32,6 +32,7 @@ const ELSEWHERE: Record<string, string> = {
   replay: 'the uplink codec, before the core (src/uplink; test/uplink)',
   interrupted: 'the runtime, settling at start-up a dispatch the device died during (src/runtime; test/runtime)',
   underdelivery: 'the core, from the measured AC power over a window (src/control/dispatch.ts updateCurtailment; test/control/dispatch-underdelivery.test.ts)',
+  dispatch_limit: 'the uplink intake, beyond the bound on live dispatches (src/uplink/intake.ts; test/uplink/replay-persisted.test.ts)',
   stopped: 'the runtime, settling at a clean stop the dispatch that was running (src/runtime/recovery.ts; test/runtime/ledger-stop-resume.test.ts)',
 };
 
