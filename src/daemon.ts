@@ -215,7 +215,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const uplinkLog = { info: (_o: object, m: string) => log('info', `uplink: ${m}`), warn: (o: object, m: string) => log('warn', `uplink: ${m} ${JSON.stringify(o)}`), error: (o: object, m: string) => log('error', `uplink: ${m} ${JSON.stringify(o)}`) };
   let runtime: Runtime | undefined;
   const uplink: Uplink | undefined = config.uplink.url
-    ? createUplink({ config, outbox: store.outbox, clock, log: uplinkLog, version: VERSION, onCommand: (cmd) => runtime?.submit(cmd) })
+    ? createUplink({
+        config, outbox: store.outbox, clock, log: uplinkLog, version: VERSION, onCommand: (cmd) => runtime?.submit(cmd),
+        replay: store.replay, liveDispatches: () => runtime?.liveDispatchCount() ?? 0,
+      })
     : undefined;
   parts.uplink = uplink;
 

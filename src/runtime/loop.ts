@@ -12,6 +12,7 @@
  *   opened again with back-off, 1 s doubling to 60 s (issue 10).
  * Nothing thrown below escapes it.
  */
+import { KEEP_FINISHED_MS, MAX_RECORDS } from '../control/dispatch.ts';
 import type { Clock, Ports } from '../../hal/ports.ts';
 import type { Config, ControlSettings } from '../config/types.ts';
 import { decide, initialMemory } from '../control/decide.ts';
@@ -273,6 +274,17 @@ export class Runtime {
         emit: (e) => this.emit(e),
       });
       if (restored.length) this.memory = { ...this.memory, dispatches: [...this.memory.dispatches, ...restored] };
+      // finished dispatches come back for the duplicate rule: a retained or re-sent id of one that ran
+      // before the restart is answered `already_finished`, never run again
+      const store = this.opts.store;
+      if (store?.recentDispatches) {
+        const known = new Set(this.memory.dispatches.map((r) => r.id));
+        const finished = store
+          .recentDispatches({ sinceMs: this.clock.nowMs() - KEEP_FINISHED_MS, limit: MAX_RECORDS / 2 })
+          .filter((r) => !known.has(r.id))
+          .reverse();
+        if (finished.length) this.memory = { ...this.memory, dispatches: [...finished, ...this.memory.dispatches] };
+      }
     } catch (e) {
       this.log('error', `recovery after restart failed: ${(e as Error)?.message ?? String(e)}`);
     }
@@ -505,6 +517,12 @@ export class Runtime {
   async tick(): Promise<void> {
     if (this.stopped || !this.lastPlan) return;
     await this.pollThenDecide();
+  }
+
+  /** Dispatches that are accepted, active or curtailed, and dispatch commands not yet decided on (the uplink's flood bound). */
+  liveDispatchCount(): number {
+    const live = this.memory.dispatches.filter((r) => r.status === 'accepted' || r.status === 'active' || r.status === 'curtailed').length;
+    return live + this.inbox.filter((c) => c.kind === 'dispatch').length;
   }
 
   memorySnapshot(): Memory {

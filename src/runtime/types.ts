@@ -23,6 +23,8 @@ export interface RuntimeStore {
   saveIsland?(json: string, atMs: number): void;
   /** The island state kept by the last run, if any. */
   loadIsland?(): { json: string; atMs: number } | undefined;
+  /** Finished dispatches, newest first, kept for the duplicate rule across restarts. */
+  recentDispatches?(opts: { sinceMs?: number; limit?: number }): DispatchRecord[];
   /** Whether the store can write (handed to the core: nothing runs that cannot be settled, invariant 6). */
   health?(): { writable: boolean; fault?: string };
   /** Called when `health()` changes; returns the unsubscribe. */
