@@ -96,7 +96,7 @@ test('a setpoint write that never answers is a fault of the inverter with its ca
     const req = { id: 'hang-1', powerW: -4000, durationS: 600 };
     r.rt.submit({ kind: 'dispatch', request: req, body: JSON.stringify(req), receivedMs: r.clock.nowMs(), source: 'device' });
     const ticksBefore = r.ticks.length;
-    const faulted = await stepUntil(r.clock, () => /setPowerW did not answer within 1500 ms/.test(r.ticks.at(-1)?.snapshot.inverter.fault ?? ''), 5000, 10);
+    const faulted = await stepUntil(r.clock, () => /setPowerW did not answer within \d+ ms/.test(r.ticks.at(-1)?.snapshot.inverter.fault ?? ''), 10_000, 10);
     assert.ok(faulted, `no timeout fault in the snapshot (last: ${r.ticks.at(-1)?.snapshot.inverter.fault})`);
     assert.equal(r.ticks.at(-1)!.plan.setpointW, 0, 'a port in fault: zero power at once');
     await stepUntil(r.clock, () => false, 5000, 100);
