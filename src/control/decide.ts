@@ -21,6 +21,9 @@ import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, R
  * `restored` is what the store kept from the previous run; it is reported, and its outage start kept,
  * but the grid's stable time is not carried over (nobody watched the grid while the process was down).
  */
+/** Inverter port faults that mean "this command cannot be carried out" (hal/inverter: unrepresentable, not_following). */
+const INVERTER_REFUSALS = /\b(unrepresentable|not_following):/;
+
 export function initialMemory(nowMs: number, restored?: RestoredState): Memory {
   const island = usableIsland(restored?.island);
   const savedAtMs = restored?.savedAtMs;
@@ -257,6 +260,11 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   responses.push(...adv.responses);
   finished.push(...adv.finished);
   const active = currentDispatch(records, nowMs);
+  // a command the inverter reports it cannot represent or does not follow ends that dispatch's delivery
+  const refusedNow = s.inverter.fault !== undefined && INVERTER_REFUSALS.test(s.inverter.fault);
+  const inverterRefusedId = active === undefined ? undefined : refusedNow ? active.id : m.inverterRefusedId === active.id ? active.id : undefined;
+  if (inverterRefusedId !== undefined && m.inverterRefusedId !== inverterRefusedId)
+    events.push({ kind: 'dispatch', severity: 'warning', message: `dispatch ${inverterRefusedId}: the inverter cannot hold it (${s.inverter.fault}); zero power for the rest of its window` });
 
   // --- mode and setpoint -------------------------------------------------------------------
   let mode: Mode;
@@ -300,6 +308,12 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
       chargeLatched = true;
       reasons.push('departure', `dispatch ${active.id} curtailed`);
       blockReason = 'departure';
+    } else if (active && inverterRefusedId === active.id) {
+      // the inverter could not hold this dispatch (a setpoint it cannot represent, or one it did not
+      // follow): it waits at zero for the rest of its window, curtailed once, rather than flapping
+      mode = 'idle';
+      reasons.push('inverter_limit');
+      blockReason = 'inverter_limit';
     } else if (active) {
       setpointW = boundedPowerW(active.request.powerW, limits);
       mode = active.request.powerW < 0 ? 'discharge' : active.request.powerW > 0 ? 'charge' : 'idle';
@@ -325,7 +339,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     } else if (!healthy) {
       setpointW = 0;
       reasons.unshift('stale_data');
-      blockReason = 'stale_data';
+      if (blockReason !== 'inverter_limit') blockReason = 'stale_data';
     }
   }
 
@@ -403,6 +417,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     departureAtRisk: atRisk,
     chargeLatched,
     inputIssues,
+    inverterRefusedId,
     startup: reconciling ? m.startup : undefined,
     gridLoss: grid.alarmSinceMs !== undefined || trip ? { alarmSinceMs: grid.alarmSinceMs, trip } : undefined,
     lastGridForming: gridForming,

@@ -231,6 +231,8 @@ export interface Memory {
   departureAtRisk: boolean;
   /** The snapshot fields last found unusable (non-finite, out of range), to report a change once. */
   inputIssues?: string;
+  /** The dispatch whose command the inverter could not represent or did not follow: held at zero until it ends. */
+  inverterRefusedId?: string;
   /**
    * Present from a start until the core has seen a fresh inverter reading and the contactor's state
    * (start-up reconciliation, docs/architecture.md): zero power, no grid-forming, an open contactor stays open.
