@@ -160,9 +160,9 @@ export interface VehicleState {
   targetSocPct?: number;
   /** The car's maximum SoC, %: no charging above it. */
   maxSocPct?: number;
-  /** The car's charge power limit, W, positive magnitude. */
+  /** The car's charge power limit at the car (DC side, before the inverter's losses), W, positive magnitude. */
   maxChargeW?: number;
-  /** The car's discharge power limit, W, positive magnitude; 0 or undefined = no discharge offered. */
+  /** The car's discharge power limit at the car (DC side), W, positive magnitude; 0 or undefined = no discharge offered. */
   maxDischargeW?: number;
   /**
    * The discharge limit exactly as the CAR sent it, W, positive magnitude; undefined = the car sent none.

@@ -202,8 +202,9 @@ test('invariants 1–5 hold over random sequences with faults and restarts in ev
         const inverterAnswering = !silent;
 
         // --- invariant 4: within every limit, computed here independently of the core ---
-        const chargeCaps = [RATED_W, st.vehicleMaxChargeW ?? Infinity, cfg.maxChargeW ?? Infinity, cfg.gridImportLimitW === null ? Infinity : cfg.gridImportLimitW - st.houseLoadW];
-        const dischargeCaps = [RATED_W, st.vehicleMaxDischargeW ?? Infinity, cfg.maxDischargeW ?? Infinity, cfg.gridExportLimitW === null ? Infinity : cfg.gridExportLimitW + st.houseLoadW];
+        // the car's limits are at the car (DC side); the setpoint is AC: into the car AC × EFF arrives, out of it DC × EFF leaves
+        const chargeCaps = [RATED_W, st.vehicleMaxChargeW === undefined ? Infinity : st.vehicleMaxChargeW / EFF, cfg.maxChargeW ?? Infinity, cfg.gridImportLimitW === null ? Infinity : cfg.gridImportLimitW - st.houseLoadW];
+        const dischargeCaps = [RATED_W, st.vehicleMaxDischargeW === undefined ? Infinity : st.vehicleMaxDischargeW * EFF, cfg.maxDischargeW ?? Infinity, cfg.gridExportLimitW === null ? Infinity : cfg.gridExportLimitW + st.houseLoadW];
         assert.ok(p.setpointW <= Math.max(0, Math.min(...chargeCaps)) + 1e-9, ctx());
         assert.ok(-p.setpointW <= Math.max(0, Math.min(...dischargeCaps)) + 1e-9, ctx());
         if (!st.connected) assert.equal(p.setpointW, 0, ctx());
