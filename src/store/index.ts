@@ -145,7 +145,7 @@ export class Store {
   /** The signed-dispatch replay guard, persisted (give it to the uplink as `replay`). */
   readonly replay: SqliteReplayGuard;
   private readonly settings: StorageSettings;
-  private readonly tariff: Tariff;
+  private tariff: Tariff;
   private readonly tz: string | null | undefined;
   private readonly deltas = new SampleDeltas();
   private buffer: HistorySample[] = [];
@@ -338,6 +338,14 @@ export class Store {
    * re-sent id of one of these is answered with its status, never run again. The runtime passes them
    * to the core at start. `sinceMs` bounds by last update (default: all kept), `limit` by count.
    */
+  /**
+   * New reward settings (a config reload): settlements from now on are priced with them; settled rows
+   * keep the price they were given. Throws, keeping the old tariff, when the settings are not usable.
+   */
+  setReward(reward: RewardSettings | null): void {
+    this.tariff = parseTariff(reward ?? null);
+  }
+
   recentDispatches(opts: { sinceMs?: number; limit?: number } = {}): DispatchRecord[] {
     this.assertOpen();
     const limit = opts.limit ?? 1000;

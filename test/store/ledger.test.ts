@@ -8,6 +8,21 @@ import { dbIn, ledgerMsg, record, responseMsg, T0, tempDir } from './helpers.ts'
 const reward = { ratePerKWh: 0.2, currency: 'EUR' };
 
 describe('ledger and settlement', () => {
+  it('a reward rate changed by a reload prices the settlements after it, not the rows before (reward rate changed live)', (t) => {
+    const s = openStore(dbIn(tempDir(t)), { reward, timezone: 'Europe/Paris' });
+    const settle = (id: string, atMs: number) => {
+      const done = { ...record(id, { startMs: atMs, endMs: atMs + 3_600_000 }), status: 'completed' as const, startedMs: atMs, endedMs: atMs + 3_600_000, exportedWh: 7000 };
+      s.recordDispatch(done, atMs);
+      return s.settleDispatch(done, [responseMsg(id, 'completed', { deliveredWh: 7000 }), ledgerMsg(done)], atMs + 3_600_000);
+    };
+    // 7 kWh at 0.20 EUR/kWh, then at 0.25 EUR/kWh once the reload gave the new rate
+    assert.deepEqual(settle('before', T0)[1].payload.reward, { amount: 1.4, currency: 'EUR' });
+    s.setReward({ ratePerKWh: 0.25, currency: 'EUR' });
+    assert.deepEqual(settle('after', T0 + 4 * 3_600_000)[1].payload.reward, { amount: 1.75, currency: 'EUR' });
+    assert.deepEqual(s.ledger().map((r) => [r.dispatchId, r.rewardAmount]).sort(), [['after', 1.75], ['before', 1.4]]);
+    s.close();
+  });
+
   it('settles a dispatch: ledger row, totals, status history, response and ledger message in one go', (t) => {
     const s = openStore(dbIn(tempDir(t)), { reward, timezone: 'Europe/Paris' });
     const r = record('d1');
