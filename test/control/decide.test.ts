@@ -3,21 +3,11 @@ import assert from 'node:assert/strict';
 import { decide, initialMemory } from '../../src/control/decide.ts';
 import type { Memory, Plan, Snapshot } from '../../src/control/types.ts';
 import type { ControlSettings } from '../../src/config/types.ts';
-import { T0, cancelCmd, dispatchCmd, settings, snapshot } from '../helpers/control.ts';
+import { T0, cancelCmd, dispatchCmd, settings, snapshot, runDecide } from '../helpers/control.ts';
 
 const noDeparture = settings({ vehicle: { departureTime: null } });
 
-/** Run decide over a list of (offsetS, snapshot overrides) steps, carrying memory; returns every plan. */
-function run(c: ControlSettings, steps: [number, Parameters<typeof snapshot>[1]][], mem: Memory = initialMemory(T0)): Plan[] {
-  const plans: Plan[] = [];
-  for (const [atS, over] of steps) {
-    const now = T0 + atS * 1000;
-    const p = decide(snapshot(now, over), c, mem, now);
-    mem = p.memory;
-    plans.push(p);
-  }
-  return plans;
-}
+const run = runDecide;
 
 describe('limits: the setpoint is the smallest of every limit (invariant 4)', () => {
   const cases: { name: string; c?: ControlSettings; over?: Parameters<typeof snapshot>[1]; powerW: number; setpointW: number; limitedBy: string }[] = [

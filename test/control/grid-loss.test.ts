@@ -10,20 +10,11 @@ import { decide, initialMemory } from '../../src/control/decide.ts';
 import { assessGrid } from '../../src/control/grid-loss.ts';
 import type { Memory, Plan } from '../../src/control/types.ts';
 import type { ControlSettings } from '../../src/config/types.ts';
-import { T0, dispatchCmd, settings, snapshot } from '../helpers/control.ts';
+import { T0, dispatchCmd, settings, snapshot, runDecide } from '../helpers/control.ts';
 
 type Over = Parameters<typeof snapshot>[1];
 
-function run(c: ControlSettings, steps: [number, Over][], mem: Memory = initialMemory(T0)): Plan[] {
-  const plans: Plan[] = [];
-  for (const [atS, over] of steps) {
-    const now = T0 + atS * 1000;
-    const p = decide(snapshot(now, over), c, mem, now);
-    mem = p.memory;
-    plans.push(p);
-  }
-  return plans;
-}
+const run = runDecide;
 
 const c = settings({ vehicle: { departureTime: null }, backup: { reconnectDelayS: 300, contactorTimeoutS: 2, gridLossDebounceS: 2, gridLossAlarms: ['GRID_DISCONNECT', 'AC_UNDER_VOLT'] } });
 

@@ -10,21 +10,11 @@ import { decide, initialMemory } from '../../src/control/decide.ts';
 import { interlock, type InterlockInputs } from '../../src/control/interlock.ts';
 import type { Memory, Plan } from '../../src/control/types.ts';
 import type { ControlSettings } from '../../src/config/types.ts';
-import { T0, settings, snapshot } from '../helpers/control.ts';
+import { T0, settings, snapshot, runDecide } from '../helpers/control.ts';
 
 type Over = Parameters<typeof snapshot>[1];
 
-/** Run decide over (offsetS, overrides) steps; the contactor command follows the previous plan unless a step says otherwise. */
-function run(c: ControlSettings, steps: [number, Over][], mem: Memory = initialMemory(T0)): Plan[] {
-  const plans: Plan[] = [];
-  for (const [atS, over] of steps) {
-    const now = T0 + atS * 1000;
-    const p = decide(snapshot(now, over), c, mem, now);
-    mem = p.memory;
-    plans.push(p);
-  }
-  return plans;
-}
+const run = runDecide;
 
 const c = settings({ vehicle: { departureTime: null }, backup: { reconnectDelayS: 300, contactorTimeoutS: 2 }, control: { faultAfterS: 10, faultClearS: 10, inverterMaxAgeS: 5 } });
 const OPEN = { commandedClosed: false, feedbackClosed: false };

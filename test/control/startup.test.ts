@@ -9,20 +9,11 @@ import assert from 'node:assert/strict';
 import { decide, initialMemory } from '../../src/control/decide.ts';
 import type { Memory, Plan, RestoredState } from '../../src/control/types.ts';
 import type { ControlSettings } from '../../src/config/types.ts';
-import { T0, settings, snapshot } from '../helpers/control.ts';
+import { T0, settings, snapshot, runDecide } from '../helpers/control.ts';
 
 type Over = Parameters<typeof snapshot>[1];
 
-function run(c: ControlSettings, steps: [number, Over][], mem: Memory): Plan[] {
-  const plans: Plan[] = [];
-  for (const [atS, over] of steps) {
-    const now = T0 + atS * 1000;
-    const p = decide(snapshot(now, over), c, mem, now);
-    mem = p.memory;
-    plans.push(p);
-  }
-  return plans;
-}
+const run = runDecide;
 
 const c = settings({ vehicle: { departureTime: null, targetSocPct: 80 }, backup: { reconnectDelayS: 300, contactorTimeoutS: 2 }, control: { faultAfterS: 10 } });
 const OPEN = { commandedClosed: false, feedbackClosed: false };

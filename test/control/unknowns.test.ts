@@ -8,20 +8,11 @@ import assert from 'node:assert/strict';
 import { decide, initialMemory } from '../../src/control/decide.ts';
 import type { ControlSettings } from '../../src/config/types.ts';
 import type { DispatchCommand, Memory, Plan, Snapshot } from '../../src/control/types.ts';
-import { T0, cancelCmd, dispatchCmd, settings, snapshot } from '../helpers/control.ts';
+import { T0, cancelCmd, dispatchCmd, settings, snapshot, runDecide } from '../helpers/control.ts';
 
 const noDeparture = settings({ vehicle: { departureTime: null } });
 
-function run(c: ControlSettings, steps: [number, Parameters<typeof snapshot>[1]][], mem: Memory = initialMemory(T0)): Plan[] {
-  const plans: Plan[] = [];
-  for (const [atS, over] of steps) {
-    const now = T0 + atS * 1000;
-    const p = decide(snapshot(now, over), c, mem, now);
-    mem = p.memory;
-    plans.push(p);
-  }
-  return plans;
-}
+const run = runDecide;
 
 const answers = (p: Plan) => p.responses.map((r) => `${r.status}${r.reason ? `:${r.reason}` : ''}`);
 

@@ -2,7 +2,8 @@
 import { loadConfig } from '../../src/config/load.ts';
 import type { ControlSettings } from '../../src/config/types.ts';
 import { controlSettings } from '../../src/runtime/settings.ts';
-import type { DispatchCommand, Snapshot } from '../../src/control/types.ts';
+import type { DispatchCommand, Memory, Plan, Snapshot } from '../../src/control/types.ts';
+import { decide, initialMemory } from '../../src/control/decide.ts';
 
 export const T0 = Date.parse('2026-11-23T17:00:00Z');
 
@@ -54,4 +55,16 @@ export function dispatchCmd(id: string, powerW: number, durationS: number, recei
 
 export function cancelCmd(id: string, receivedMs: number): DispatchCommand {
   return { kind: 'cancel', id, receivedMs, source: 'device' };
+}
+
+/** Run decide() over (offsetS, snapshot overrides) steps from T0, carrying the memory; returns every plan. */
+export function runDecide(c: ControlSettings, steps: [number, Parameters<typeof snapshot>[1]][], mem: Memory = initialMemory(T0)): Plan[] {
+  const plans: Plan[] = [];
+  for (const [atS, over] of steps) {
+    const now = T0 + atS * 1000;
+    const p = decide(snapshot(now, over), c, mem, now);
+    mem = p.memory;
+    plans.push(p);
+  }
+  return plans;
 }
