@@ -43,8 +43,7 @@ export function lineRequests(s: GpioSettings): LineRequest[] {
   if (s.contactorFeedback)
     out.push({ role: 'contactor-feedback', pin: s.contactorFeedback.pin, direction: 'in', debounceMs: s.contactorFeedback.debounceMs, label: 'contactor feedback' });
   if (s.estop) out.push({ role: 'estop', pin: s.estop.pin, direction: 'in', debounceMs: s.estop.debounceMs, label: 'e-stop' });
-  // a freshly claimed contactor output rests closed: with the inverter grid-following, house on the grid is the
-  // state a controller that has not decided anything yet should leave it in
+  // a freshly claimed contactor output follows its feedback (contactorClaim): claiming never moves it
   if (s.contactor) out.push({ role: 'contactor', pin: s.contactor.pin, direction: 'out', initialLevel: s.contactor.closedLevel, label: 'contactor' });
   s.loadShed.forEach((t, i) =>
     out.push({ role: 'load-shed', pin: t.pin, direction: 'out', initialLevel: t.onLevel, label: `load-shed tier ${i + 1} (${t.label})` }),
@@ -52,6 +51,25 @@ export function lineRequests(s: GpioSettings): LineRequest[] {
   if (s.statusLed)
     out.push({ role: 'status-led', pin: s.statusLed.pin, direction: 'out', initialLevel: (1 - s.statusLed.onLevel) as Level, label: 'status LED' });
   return out;
+}
+
+/**
+ * A freshly claimed contactor output is driven to where its feedback contact shows the contactor is, so
+ * claiming the line never moves it: after a board reset mid-island (coil released, contactor open) it
+ * stays open until the core's interlock closes it (invariant 5). Without a feedback line (no islanding is
+ * possible then) it is claimed closed. A line already claimed as an output keeps its level (onoff.ts).
+ */
+function contactorClaim(req: LineRequest, s: GpioSettings, feedback: DigitalLine | undefined): LineRequest {
+  if (!s.contactor || !s.contactorFeedback || !feedback) return req;
+  let feedbackLevel: Level;
+  try {
+    feedbackLevel = feedback.read();
+  } catch {
+    // a feedback line that cannot be read says nothing: open is the side that cannot close onto a grid
+    return { ...req, initialLevel: (1 - s.contactor.closedLevel) as Level };
+  }
+  const showsClosed = feedbackLevel === s.contactorFeedback.closedLevel;
+  return { ...req, initialLevel: showsClosed ? s.contactor.closedLevel : ((1 - s.contactor.closedLevel) as Level) };
 }
 
 function closeQuietly(line: DigitalLine): void {
@@ -71,7 +89,8 @@ export function buildGpioPorts(s: GpioSettings, clock: Clock, lineFor: LineFacto
   const lines = new Map<string, DigitalLine>();
   const byRole = new Map<LineRole, DigitalLine[]>();
   try {
-    for (const req of lineRequests(s)) {
+    for (const request of lineRequests(s)) {
+      const req = request.role === 'contactor' ? contactorClaim(request, s, byRole.get('contactor-feedback')?.[0]) : request;
       const line = lineFor(req);
       lines.set(req.label, line);
       byRole.set(req.role, [...(byRole.get(req.role) ?? []), line]);
