@@ -116,8 +116,10 @@ export function backupStep(mem: Memory, s: Snapshot, c: ControlSettings, inp: Ba
           kind: 'backup', severity: 'warning',
           message: inp.faulted || !inp.healthy ? 'grid contactor confirmed open: the house waits (no grid-forming while inputs are not usable)' : 'grid contactor confirmed open: grid-forming, serving the house from the car',
         });
-      } else if (gridBack) {
-        // never confirmed open (no feedback line, or stuck) and the grid is back: rejoin through the interlock
+      } else if (gridBack && feedback === undefined) {
+        // no feedback line, so never confirmed open, and the grid is back: rejoin through the interlock. With a
+        // feedback line still showing closed the contactor gets its full time to open: one that never does is
+        // welded, and that is a fault even when the grid came back meanwhile (the next outage could not island)
         island = phaseChange(island, 'rejoining', now);
         events.push({ kind: 'grid', severity: 'info', message: `grid stable for ${c.backup.reconnectDelayS} s: rejoining` });
       } else if (phaseAgeS > c.backup.contactorTimeoutS) {

@@ -285,6 +285,15 @@ describe('islanding order on recorded actuator calls (real runtime, simulated ho
     );
   });
 
+  it('feedback stuck closed through a 100 ms outage (fixed example found by the property)', async () => {
+    const trace = await simulate({ reconnectDelayS: 1, contactorDelayMs: 5, stuckClosed: true, outages: [{ upBeforeMs: 100, downMs: 100, flickers: [] }] });
+    assert.deepEqual(trace.log.filter((e) => e.kind === 'gridForming' && e.value), [], 'never grid-forming with the contact welded closed');
+    const firstDown = trace.gridEdges.find((g) => !g.up)!;
+    assert.ok(trace.modes.find((m) => m.mode === 'fault' && m.atMs >= firstDown.atMs), `fault after the first outage; modes: ${JSON.stringify(trace.modes)}`);
+    const problems = orderViolations(trace);
+    assert.deepEqual(problems, [], explain(trace, problems));
+  });
+
   it('the contactor output line saw exactly the recorded changes', async () => {
     const trace = await simulate({ reconnectDelayS: 5, contactorDelayMs: 50, stuckClosed: false, outages: [{ upBeforeMs: 3000, downMs: 20_000, flickers: [] }] });
     const changes: Level[] = [];
