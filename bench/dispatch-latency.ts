@@ -17,12 +17,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import * as modbusSerial from 'modbus-serial';
 import type { ModbusRTU } from 'modbus-serial/ModbusRTU.js';
 import mqtt, { type MqttClient } from 'mqtt';
 import { brokerProtocolVersion, freePort, startBroker, type TestBroker } from '../test/helpers/broker.ts';
-import { fmt, summarize } from './stats.ts';
+import { fmt, summarize, runIfMain } from './stats.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const CLI = join(ROOT, 'src/cli.ts');
@@ -245,12 +244,4 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Disp
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

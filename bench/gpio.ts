@@ -16,8 +16,8 @@
  *
  * Usage: tsx bench/gpio.ts [--runs N] [--runtime-runs N] [--edges N] [--edges-only] [--json]
  */
+import { runIfMain } from './stats.ts';
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import { GPIO_DEFAULTS } from '../hal/gpio/config.ts';
 import { LineGridSense, LineRelays, type Level } from '../hal/gpio/lines.ts';
 import { SimLine } from '../hal/sim/lines.ts';
@@ -343,12 +343,4 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<(Gpi
   return results;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

@@ -13,14 +13,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import mqtt from 'mqtt';
 import { decodeRaw } from '../hal/inverter/sunspec/codec.ts';
 import { systemClock } from '../hal/system-clock.ts';
 import { brokerProtocolVersion, startBroker } from '../test/helpers/broker.ts';
 import { startHostileServer } from '../test/sunspec/hostile-server.ts';
 import { epochMs, measure, startWallbox, type WsetDevice } from './dispatch-latency.ts';
-import { fmt, summarize } from './stats.ts';
+import { fmt, summarize, runIfMain } from './stats.ts';
 
 export interface SlowPollFigures {
   minutes: number;
@@ -105,12 +104,4 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Slow
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

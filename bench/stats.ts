@@ -1,3 +1,4 @@
+import { pathToFileURL } from 'node:url';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync } from 'node:fs';
 
 /** Figures every benchmark prints: percentiles of samples, RSS. */
@@ -41,4 +42,16 @@ export function fsyncDbFiles(path: string): void {
       closeSync(fd);
     }
   }
+}
+
+/** Run a bench's `main` when its file is the one node was started with (not when bench/run.ts imports it). */
+export function runIfMain(moduleUrl: string, main: () => Promise<unknown>): void {
+  if (!process.argv[1] || moduleUrl !== pathToFileURL(process.argv[1]).href) return;
+  main().then(
+    () => process.exit(0),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 }

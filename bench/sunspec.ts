@@ -8,14 +8,13 @@
  * Usage: tsx bench/sunspec.ts [--ticks N] [--json]
  */
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import { SunspecInverter } from '../hal/inverter/sunspec/driver.ts';
 import { SimCar } from '../hal/sim/car.ts';
 import { SimInverter } from '../hal/sim/inverter.ts';
 import { startSimSunspecServer } from '../hal/sim/sunspec-server.ts';
 import { systemClock } from '../hal/system-clock.ts';
 import { freePort } from '../test/helpers/broker.ts';
-import { percentile } from './stats.ts';
+import { percentile, runIfMain } from './stats.ts';
 
 /** Modbus RTU sends 11 bits per character (start, 8 data, parity or a second stop, stop). */
 const BITS_PER_CHAR = 11;
@@ -144,12 +143,4 @@ async function measure(ticks: number, cacheStaticScaleFactors: boolean, json: bo
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);
