@@ -63,45 +63,45 @@ export class Incarnation {
 
   /** A port whose actions go nowhere (and never settle) once the process is dead, and whose events stop. */
   port<T extends object>(target: T): T {
-    // one wrapper per method, made once: the loop calls state() and friends many times a tick
-    const wrapped = new Map<PropertyKey, unknown>();
-    return new Proxy(target, {
-      get: (t, prop, receiver) => {
-        const v = Reflect.get(t, prop, receiver);
-        if (typeof v !== 'function') return v;
-        const known = wrapped.get(prop);
-        if (known) return known;
-        let w: unknown;
-        if (prop === 'onChange')
-          w = (listener: () => void) =>
-            (v as (l: () => void) => () => void).call(t, () => {
-              if (this.alive) listener();
-            });
-        else if (typeof prop === 'string' && ACTIONS.has(prop))
-          w = (...args: unknown[]) => (this.alive ? (v as (...a: unknown[]) => unknown).apply(t, args) : new Promise(() => {}));
-        else w = (v as (...a: unknown[]) => unknown).bind(t);
-        wrapped.set(prop, w);
-        return w;
-      },
+    return wrapMethods(target, (prop, fn, t) => {
+      if (prop === 'onChange')
+        return (listener: () => void) =>
+          (fn as (l: () => void) => () => void).call(t, () => {
+            if (this.alive) listener();
+          });
+      if (typeof prop === 'string' && ACTIONS.has(prop))
+        return (...args: unknown[]) => (this.alive ? fn.apply(t, args) : new Promise(() => {}));
+      return fn.bind(t);
     });
   }
 
   /** A store (or any object) whose every method throws once the process is dead. */
   store<T extends object>(target: T): T {
-    const wrapped = new Map<PropertyKey, unknown>();
-    return new Proxy(target, {
-      get: (t, prop, receiver) => {
-        const v = Reflect.get(t, prop, receiver);
-        if (typeof v !== 'function') return v;
-        const known = wrapped.get(prop);
-        if (known) return known;
-        const w = (...args: unknown[]) => {
-          if (!this.alive) throw new Error('the process that owned this store is gone');
-          return (v as (...a: unknown[]) => unknown).apply(t, args);
-        };
-        wrapped.set(prop, w);
-        return w;
-      },
+    return wrapMethods(target, (_prop, fn, t) => (...args: unknown[]) => {
+      if (!this.alive) throw new Error('the process that owned this store is gone');
+      return fn.apply(t, args);
     });
   }
+}
+
+type AnyMethod = (...a: unknown[]) => unknown;
+
+/**
+ * A proxy of `target` whose methods are replaced by `wrap(prop, method, target)`, made once per method:
+ * the loop calls state() and friends many times a tick.
+ */
+function wrapMethods<T extends object>(target: T, wrap: (prop: PropertyKey, fn: AnyMethod, t: T) => unknown): T {
+  const wrapped = new Map<PropertyKey, unknown>();
+  return new Proxy(target, {
+    get: (t, prop, receiver) => {
+      const v = Reflect.get(t, prop, receiver);
+      if (typeof v !== 'function') return v;
+      let w = wrapped.get(prop);
+      if (w === undefined) {
+        w = wrap(prop, v as AnyMethod, t);
+        wrapped.set(prop, w);
+      }
+      return w;
+    },
+  });
 }
