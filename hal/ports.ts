@@ -6,7 +6,8 @@
  *
  * Rules every port follows:
  * - Sign convention: positive W = power into the car (charging), negative W = out of the car.
- * - Times are epoch milliseconds taken from the injected {@link Clock}, never from `Date.now()` directly,
+ * - Times are epoch milliseconds taken from the injected {@link Clock}'s monotonic `nowMs()` (calendar
+ *   times such as a departure come from `wallMs()`), never from `Date.now()` directly,
  *   so the same driver runs under the virtual clock in simulations.
  * - No method rejects or throws after `open()` has resolved. A failure (timeout, exception response,
  *   garbage value, vanished device) is recorded in the port's `fault` with its cause, and cleared by the
@@ -34,8 +35,19 @@ export type Unsubscribe = () => void;
  * due timers in time order as it does.
  */
 export interface Clock {
-  /** Current time, epoch milliseconds. */
+  /**
+   * Monotonic time, in milliseconds on the epoch scale: it equals the wall clock when the clock is made and
+   * then only moves forward at the rate of real time, never stepping when the wall clock is set (NTP catching
+   * up, a Pi without an RTC at boot, a homeowner fixing the date). Every age, duration, timeout, debounce,
+   * rate and port `atMs` stamp uses this reading.
+   */
   nowMs(): number;
+  /**
+   * Calendar time, epoch milliseconds (`Date.now()` on the board): may step either way. Only calendar things
+   * use it: departure times, dispatch `start`/`expiresAt`/`issuedAt`, ledger and event times, rewards by time
+   * of day. The core sees it as `Snapshot.wallMs` and notices a step as a change of `wallMs − nowMs`.
+   */
+  wallMs(): number;
   /** Call `fn` once after `delayMs`; returns a handle for `clearTimer`. */
   setTimer(fn: () => void, delayMs: number): unknown;
   clearTimer(handle: unknown): void;

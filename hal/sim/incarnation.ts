@@ -20,6 +20,7 @@ export class Incarnation {
     const self = this;
     this.clock = {
       nowMs: () => base.nowMs(),
+      wallMs: () => base.wallMs(),
       setTimer(fn: () => void, delayMs: number): unknown {
         if (!self.alive) return undefined;
         const handle: unknown = base.setTimer(() => {

@@ -7,12 +7,14 @@ interface Timer {
 }
 
 /**
- * A clock that moves only when told to. `advance()` fires due timers in time order (ties in the order
+ * A clock that moves only when told to (its wall reading too: `stepWall()`). `advance()` fires due timers in time order (ties in the order
  * they were set), moving `nowMs` to each timer's time before calling it, so a simulated day runs in seconds
  * and every run is the same.
  */
 export class VirtualClock implements Clock {
   private now: number;
+  /** Wall clock minus monotonic clock: changed only by `stepWall()`. */
+  private wallOffsetMs = 0;
   private timers = new Map<number, Timer>();
   private nextId = 1;
 
@@ -22,6 +24,18 @@ export class VirtualClock implements Clock {
 
   nowMs(): number {
     return this.now;
+  }
+
+  wallMs(): number {
+    return this.now + this.wallOffsetMs;
+  }
+
+  /**
+   * Set the wall clock `deltaMs` forward (or back, when negative) without moving the monotonic clock or
+   * firing timers: what NTP stepping the board's clock looks like to the runtime (scenario event `clockStep`).
+   */
+  stepWall(deltaMs: number): void {
+    this.wallOffsetMs += deltaMs;
   }
 
   setTimer(fn: () => void, delayMs: number): unknown {

@@ -111,6 +111,11 @@ export function sanitizeSnapshot(s: Snapshot): Sanitized {
     carSideWh: finiteOr0(s.energy?.carSideWh, 'energy.carSideWh', issues, false),
   };
   const out: Snapshot = { ...s, vehicle, inverter, energy };
+  if (s.wallMs !== undefined && !(typeof s.wallMs === 'number' && Number.isFinite(s.wallMs))) {
+    // an unreadable calendar: the monotonic time stands in for it (the clocks agreed at start)
+    issues.push({ path: 'wallMs', value: describe(s.wallMs) });
+    out.wallMs = undefined;
+  }
   if (s.houseLoadW !== undefined && !(typeof s.houseLoadW === 'number' && Number.isFinite(s.houseLoadW))) {
     issues.push({ path: 'houseLoadW', value: describe(s.houseLoadW) });
     out.houseLoadW = undefined;

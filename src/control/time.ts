@@ -1,5 +1,14 @@
 /** Local wall-clock arithmetic for departure times. Pure: the same inputs always give the same instant. */
 
+/**
+ * The calendar time of a decision: the snapshot's wall clock reading, or `nowMs` when the snapshot has none
+ * (the clocks agree). Departure times, dispatch windows, overrides ending "at 07:00" and ledger times use it;
+ * ages, durations, debounce and timers use the monotonic `nowMs`.
+ */
+export function calendarMs(s: { wallMs?: number }, nowMs: number): number {
+  return s.wallMs !== undefined && Number.isFinite(s.wallMs) ? s.wallMs : nowMs;
+}
+
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
 function formatter(timeZone: string): Intl.DateTimeFormat {

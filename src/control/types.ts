@@ -98,6 +98,12 @@ export interface EnergyDelta {
 
 /** Everything the core sees at one instant. Times are epoch ms; ages are derived from `nowMs`. */
 export interface Snapshot {
+  /**
+   * Calendar time of this snapshot (the clock's `wallMs()`), epoch ms. `decide()`'s `nowMs` is the monotonic
+   * clock: ages, durations and timers use it; departure times, dispatch windows and ledger times use this.
+   * Undefined = the two clocks agree (`nowMs` is also the calendar time). Read it with `calendarMs()`.
+   */
+  wallMs?: number;
   vehicle: {
     connected: boolean;
     socPct?: number;

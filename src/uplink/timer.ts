@@ -3,12 +3,14 @@
  * hal `Clock` port's timer half, so tests can run them on the virtual clock. Network I/O itself is real.
  */
 import type { Clock } from '../../hal/ports.ts';
+import { systemClock } from '../../hal/system-clock.ts';
 
-export type UplinkTimer = Pick<Clock, 'nowMs' | 'setTimer' | 'clearTimer'>;
+export type UplinkTimer = Pick<Clock, 'nowMs' | 'wallMs' | 'setTimer' | 'clearTimer'>;
 
 /** Real time; the timers do not keep the process alive (a stopped daemon exits). */
 export const realTimer: UplinkTimer = {
-  nowMs: () => Date.now(),
+  nowMs: () => systemClock.nowMs(),
+  wallMs: () => Date.now(),
   setTimer: (fn, delayMs) => {
     const t = setTimeout(fn, delayMs);
     t.unref();

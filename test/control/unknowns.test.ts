@@ -210,6 +210,7 @@ type Full<T> = T & Required<Pick<T, NumericKeys<T>>>;
 
 function fullSnapshot(now: number): Snapshot & { vehicle: Full<Snapshot['vehicle']>; inverter: Full<Snapshot['inverter']> } & Required<Pick<Snapshot, NumericKeys<Snapshot>>> {
   return {
+    wallMs: now,
     vehicle: {
       connected: true, socPct: 70, socAtMs: now, socSource: 'vehicle', capacityWh: 60_000, minSocPct: 20, maxSocPct: 100, targetSocPct: 80,
       departureAtMs: now + 10 * 3600_000, maxChargeW: 11_000, maxDischargeW: 11_000, bidirectional: true, chargerExportCapabilityW: 11_040, atMs: now,

@@ -137,6 +137,7 @@ export class ProcessLife {
     const life = this;
     this.clock = {
       nowMs: () => base.nowMs(),
+      wallMs: () => base.wallMs(),
       setTimer(fn: () => void, delayMs: number): unknown {
         if (!life.alive) return undefined;
         const h: unknown = base.setTimer(() => {
