@@ -99,6 +99,21 @@ function checkCommand(cmd: DispatchCommand, i: number, issues: InputIssue[]): vo
     if (!finiteTime(v)) issues.push({ path: `commands[${i}].request.${k}`, value: describe(v) });
 }
 
+/** A site reading and its measurement time: a non-finite value is dropped; a non-finite time drops both. */
+function cleanReading(s: Snapshot, out: Snapshot, valueKey: 'gridPowerW' | 'pvPowerW', atKey: 'gridPowerAtMs' | 'pvPowerAtMs', issues: InputIssue[]): void {
+  const v = s[valueKey];
+  if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v))) {
+    issues.push({ path: valueKey, value: describe(v) });
+    out[valueKey] = undefined;
+  }
+  const at = s[atKey];
+  if (at !== undefined && !(typeof at === 'number' && Number.isFinite(at))) {
+    issues.push({ path: atKey, value: describe(at) });
+    out[atKey] = undefined;
+    out[valueKey] = undefined;
+  }
+}
+
 export function sanitizeSnapshot(s: Snapshot): Sanitized {
   const issues: InputIssue[] = [];
   const vehicle = cleanSection(s.vehicle, VEHICLE_RULES, 'vehicle', issues);
@@ -125,6 +140,19 @@ export function sanitizeSnapshot(s: Snapshot): Sanitized {
     // a reading of unknown age is no reading
     out.houseLoadAtMs = undefined;
     out.houseLoadW = undefined;
+  }
+  // site meter figures: an unusable value is no value; a value of unknown age is no value either
+  cleanReading(s, out, 'gridPowerW', 'gridPowerAtMs', issues);
+  cleanReading(s, out, 'pvPowerW', 'pvPowerAtMs', issues);
+  if (s.phaseCurrentsA !== undefined && !(Array.isArray(s.phaseCurrentsA) && s.phaseCurrentsA.every((a) => typeof a === 'number' && Number.isFinite(a)))) {
+    // one unreadable phase makes the set unusable: a fuse check over the other phases alone would pass too much
+    issues.push({ path: 'phaseCurrentsA', value: Array.isArray(s.phaseCurrentsA) ? `[${s.phaseCurrentsA.map(describe).join(', ')}]` : describe(s.phaseCurrentsA) });
+    out.phaseCurrentsA = undefined;
+  }
+  if (s.phaseCurrentsAtMs !== undefined && !Number.isFinite(s.phaseCurrentsAtMs)) {
+    issues.push({ path: 'phaseCurrentsAtMs', value: describe(s.phaseCurrentsAtMs) });
+    out.phaseCurrentsAtMs = undefined;
+    out.phaseCurrentsA = undefined;
   }
   if (!(Number.isInteger(s.loadTierCount) && s.loadTierCount >= 0)) {
     issues.push({ path: 'loadTierCount', value: describe(s.loadTierCount) });

@@ -169,8 +169,28 @@ export interface Snapshot {
   houseLoadW?: number;
   /** When `houseLoadW` was measured (epoch ms); older than `site.houseLoadMaxAgeS` = not metered. */
   houseLoadAtMs?: number;
-  /** The site meter's fault, if any: its reading is then not used. */
+  /** The site meter's fault, if any: none of its readings (house, grid, phase currents) is then used. */
   houseLoadFault?: string;
+  /**
+   * Power at the grid connection point from the site meter, W, signed: positive = import from the grid,
+   * negative = export to it. Includes the charger and PV. Undefined = no meter reads it.
+   */
+  gridPowerW?: number;
+  /** When `gridPowerW` was measured (monotonic epoch ms); older than `site.houseLoadMaxAgeS` = not metered. */
+  gridPowerAtMs?: number;
+  /** PV production, W (>= 0, AC side); undefined = no PV meter or PV inverter configured. */
+  pvPowerW?: number;
+  /** When `pvPowerW` was measured (monotonic epoch ms). */
+  pvPowerAtMs?: number;
+  /** The PV reading's fault (it may come from another device than the grid meter): `pvPowerW` is then not used. */
+  pvPowerFault?: string;
+  /**
+   * Current per phase at the grid connection point, A, magnitude (L1, L2, L3 for a three-phase meter; one
+   * entry for single phase). Includes the charger. Undefined = the meter does not report currents.
+   */
+  phaseCurrentsA?: number[];
+  /** When `phaseCurrentsA` was measured (monotonic epoch ms). */
+  phaseCurrentsAtMs?: number;
   /** Whether the store can write; undefined = not known to have failed. */
   storage?: { writable: boolean; fault?: string };
   /** Number of load-shed tiers installed. */

@@ -221,6 +221,12 @@ function fullSnapshot(now: number): Snapshot & { vehicle: Full<Snapshot['vehicle
     estopPressed: false,
     houseLoadW: 500,
     houseLoadAtMs: now,
+    gridPowerW: 1200,
+    gridPowerAtMs: now,
+    pvPowerW: 300,
+    pvPowerAtMs: now,
+    phaseCurrentsA: [6, 5, 4],
+    phaseCurrentsAtMs: now,
     loadTierCount: 2,
     commands: [dispatchCmd('d', -7000, 600, now)],
     energy: { exportedWh: 0, importedWh: 0, carSideWh: 0 },
@@ -287,7 +293,7 @@ describe('every numeric snapshot field, non-finite', () => {
       const running = decide(base, c, initialMemory(T0), T0).memory;
       const later = { ...base, commands: [] as DispatchCommand[] };
       const t1 = T0 + 1000;
-      const moved = (s: Snapshot) => ({ ...s, vehicle: { ...s.vehicle, socAtMs: t1, atMs: t1 }, inverter: { ...s.inverter, atMs: t1 }, houseLoadAtMs: t1 });
+      const moved = (s: Snapshot) => ({ ...s, vehicle: { ...s.vehicle, socAtMs: t1, atMs: t1 }, inverter: { ...s.inverter, atMs: t1 }, houseLoadAtMs: t1, gridPowerAtMs: t1, pvPowerAtMs: t1, phaseCurrentsAtMs: t1 });
       const missing2 = name.startsWith('commands') ? undefined : decide(withPath(moved(later), path, undefined), c, running, t1);
       for (const v of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
         const where = `${name} = ${v}`;
