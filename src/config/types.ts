@@ -73,6 +73,8 @@ export interface Config {
   gpio: { driver: 'sim' | 'onoff' | 'none'; [k: string]: unknown };
   uplink: { url: string | null; prefix: string; groups: string[]; stateIntervalS: number; [k: string]: unknown };
   storage: { path: string; [k: string]: unknown };
+  /** The local web page (src/ui, docs/web.md); absent in configs built before it existed. */
+  ui?: { listen: string | null; publicRead: boolean; maxStreams: number };
   reward: { ratePerKWh: number | null; currency: string; [k: string]: unknown };
   simulation: SimulationConfig;
 }
