@@ -92,6 +92,15 @@ function isValidTimeZone(tz: string): boolean {
   }
 }
 
+/** An ISO 8601 time whose date and time exist (Date.parse takes 2026-02-31 as 3 March). */
+export function isRealInstant(text: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(text);
+  if (!m || !Number.isFinite(Date.parse(text))) return false;
+  const [y, mo, d, h, mi] = m.slice(1).map(Number);
+  const check = new Date(Date.UTC(y, mo - 1, d));
+  return check.getUTCMonth() === mo - 1 && check.getUTCDate() === d && h < 24 && mi < 60;
+}
+
 /** Rules across keys, after the schema has passed. Each problem names its key. */
 export function semanticProblems(c: Config): string[] {
   const p: string[] = [];
@@ -104,6 +113,10 @@ export function semanticProblems(c: Config): string[] {
   if (c.uplink.url !== null && c.uplink.url !== 'embedded' && !/^mqtts?:\/\/[^\s]+$/.test(c.uplink.url))
     p.push(`uplink.url: must be mqtt://…, mqtts://…, "embedded" or null`);
   if (c.control.faultClearS < 0) p.push('control.faultClearS: must be >= 0');
+  // an override's end must be a real instant (the pattern lets 2026-02-31T25:00Z through)
+  for (const [kind, o] of Object.entries(c.overrides ?? {}))
+    if (o && typeof o === 'object' && !isRealInstant((o as { until: string }).until))
+      p.push(`overrides.${kind}.until: "${(o as { until: string }).until}" is not a real date and time`);
   // pins shared between roles and feedback/tiers without a contactor are rules the schema cannot express
   p.push(...gpioConfigProblems(c.gpio));
   return p;

@@ -77,7 +77,25 @@ export interface Config {
   ui?: { listen: string | null; publicRead: boolean; maxStreams: number };
   reward: { ratePerKWh: number | null; currency: string; [k: string]: unknown };
   simulation: SimulationConfig;
+  /** Temporary homeowner overrides (quick actions), each with an end: src/homeowner/overrides.ts. */
+  overrides?: OverridesConfig;
 }
+
+/**
+ * Quick actions the homeowner takes from the CLI, the local page or Home Assistant. Each ends at `until`
+ * (an instant, ISO 8601 with zone, on the calendar clock); an ended one is inert and removed at the next write.
+ */
+export interface OverridesConfig {
+  /** Charge now, at the full allowed power, to `targetSocPct`; no discharge below it until it ends. */
+  boost?: { targetSocPct: number; until: string; setAt?: string; by?: OverrideSource } | null;
+  /** No V2G (as `vehicle.v2gEnabled: false`) until it ends. */
+  pauseV2g?: { until: string; setAt?: string; by?: OverrideSource } | null;
+  /** Keep the car at or charge it to `socPct` for a power cut (no discharge for the grid below it) until it ends. */
+  backupReserve?: { socPct: number; until: string; setAt?: string; by?: OverrideSource } | null;
+}
+
+/** Which local surface set an override (never the aggregator's uplink). */
+export type OverrideSource = 'cli' | 'ui' | 'homeassistant';
 
 export interface SimulationConfig {
   vehicle: { capacityWh: number; socPct: number; maxChargeW: number; maxDischargeW: number };
@@ -92,4 +110,4 @@ export interface SimulationConfig {
 }
 
 /** The part of the config the pure control core reads. */
-export type ControlSettings = Pick<Config, 'vehicle' | 'backup' | 'site' | 'control' | 'timezone'>;
+export type ControlSettings = Pick<Config, 'vehicle' | 'backup' | 'site' | 'control' | 'timezone' | 'overrides'>;

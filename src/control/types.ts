@@ -291,6 +291,8 @@ export interface Floors {
   backupFloorPct: number;
   /** The lowest SoC from which the departure target is still reachable, %, or undefined. */
   departureFloorPct?: number;
+  /** The floor a homeowner override in force sets (boost target, backup reserve), %, or undefined. */
+  overrideFloorPct?: number;
   effectiveFloorPct: number;
 }
 
