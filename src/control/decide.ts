@@ -13,6 +13,7 @@ import {
 import { issuesKey, issuesMessage, sanitizeSnapshot } from './sanitize.ts';
 import { assessGrid, inverterFresh, type GridView } from './grid-loss.ts';
 import { contactorMayBeOpen, interlock } from './interlock.ts';
+import { floorsWithOverrides, overrideChargeReason, overridesInForce } from './overrides.ts';
 import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, ReasonCode, RestoredState, Snapshot } from './types.ts';
 
 /**
@@ -144,6 +145,10 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   // non-finite and out-of-range numbers become "missing", once, here: nothing below sees a NaN
   const sanitized = sanitizeSnapshot(input);
   const s = sanitized.snapshot;
+  // the homeowner's quick actions in force (src/control/overrides.ts), ended on the calendar clock: they
+  // only tighten the homeowner's limits (a V2G pause, a higher floor) or add a reason to charge
+  const ov = overridesInForce(c, s, nowMs);
+  c = ov.settings;
   const inputIssues = issuesKey(sanitized.issues);
   if (inputIssues !== undefined && inputIssues !== m.inputIssues) events.push({ kind: 'input', severity: 'warning', message: issuesMessage(sanitized.issues) });
   // storage that cannot write: nothing may run that cannot be settled (invariant 6)
@@ -182,7 +187,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
 
   // --- floors, limits, departure -----------------------------------------------------------
   const dep = departure(s, c, nowMs);
-  const f = floors(s, c, nowMs, dep);
+  const f = floorsWithOverrides(floors(s, c, nowMs, dep), ov.active);
   const limits = powerLimits(s, c, f, nowMs, mem.island.rejoinedAtMs);
 
   // --- fault state (before the island step: a fault is never served an island) --------------------
@@ -292,6 +297,8 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     contactorClosed = true;
     // the homeowner's departure outranks the aggregator: below the departure floor the car charges
     const departureNeedsCharge = soc !== undefined && f.departureFloorPct !== undefined && soc < f.departureFloorPct && s.vehicle.connected;
+    // a boost or a backup reserve below its level outranks the aggregator as the departure does
+    const overrideCharge = overrideChargeReason(ov.active, soc, s.vehicle.connected);
     if (active && storageDown) {
       // its energy could not be recorded: it waits at zero power (curtailed once, reason storage)
       mode = 'idle';
@@ -308,6 +315,11 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
       chargeLatched = true;
       reasons.push('departure', `dispatch ${active.id} curtailed`);
       blockReason = 'departure';
+    } else if (active && overrideCharge && limits.maxChargeW > 0 && active.request.powerW < limits.maxChargeW) {
+      setpointW = limits.maxChargeW;
+      mode = 'charge';
+      reasons.push(overrideCharge, `dispatch ${active.id} curtailed`);
+      blockReason = 'homeowner_limit';
     } else if (active && inverterRefusedId === active.id) {
       // the inverter could not hold this dispatch (a setpoint it cannot represent, or one it did not
       // follow): it waits at zero for the rest of its window, curtailed once, rather than flapping
@@ -319,7 +331,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
       mode = active.request.powerW < 0 ? 'discharge' : active.request.powerW > 0 ? 'charge' : 'idle';
       reasons.push(`dispatch ${active.id}`);
     } else {
-      const need = chargingNeed(s, c, soc, dep.targetSocPct, dep.atMs, f.departureFloorPct, chargeLatched);
+      const need = overrideCharge ? { reason: overrideCharge, latched: chargeLatched } : chargingNeed(s, c, soc, dep.targetSocPct, dep.atMs, f.departureFloorPct, chargeLatched);
       chargeLatched = need.latched;
       if (need.reason && limits.maxChargeW > 0) {
         setpointW = limits.maxChargeW;

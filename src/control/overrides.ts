@@ -9,6 +9,7 @@
  * compared with `calendarMs(snapshot, nowMs)`, never with the monotonic `nowMs`.
  */
 import type { ControlSettings, OverridesConfig } from '../config/types.ts';
+import { calendarMs } from './time.ts';
 import type { Floors } from './types.ts';
 
 export interface ActiveOverrides {
@@ -80,4 +81,13 @@ export function overrideChargeReason(a: ActiveOverrides, socPct: number | undefi
   if (a.boost && (socPct === undefined || socPct < a.boost.targetSocPct)) return 'boost';
   if (a.backupReserve && socPct !== undefined && socPct < a.backupReserve.socPct) return 'backup_reserve';
   return undefined;
+}
+
+/**
+ * decide()'s hook: the overrides in force at the snapshot's calendar time, and the homeowner's settings
+ * with them applied (a V2G pause is `v2gEnabled: false`, with every consequence that has).
+ */
+export function overridesInForce(c: ControlSettings, s: { wallMs?: number }, nowMs: number): { active: ActiveOverrides; settings: ControlSettings } {
+  const active = activeOverrides(c.overrides, calendarMs(s, nowMs));
+  return { active, settings: withOverrides(c, active) };
 }

@@ -8,5 +8,6 @@ export function controlSettings(c: Config): ControlSettings {
     site: c.site,
     control: c.control,
     timezone: c.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'UTC',
+    overrides: c.overrides,
   };
 }
