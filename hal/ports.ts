@@ -279,16 +279,60 @@ export interface EStopPort {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Site meter (house load)
+// Site meter (grid connection, house, PV)
 
+/**
+ * One reading of the site meter. Every figure is optional: a meter reports what it measures, and a figure
+ * it does not measure is absent (never 0). All figures of one reading share `atMs`.
+ *
+ * Signs and derivations:
+ * - `gridPowerW`: power at the grid connection point, W, **positive = import** from the grid, negative =
+ *   export. It includes the charger, the house and any PV behind the meter. Drivers whose device counts
+ *   the other way round convert (SunSpec meters: `siteMeter.invertSign`, docs/meter.md).
+ * - `houseLoadW`: the house's own consumption, W (>= 0), excluding the charger and before PV. Only a meter
+ *   that measures the house feed itself (the simulated site) reports it. For a grid meter the core derives
+ *   it from the same instant's figures: `house = grid − charger AC + PV`, where charger AC is the inverter's
+ *   `acPowerW` (positive into the car) and PV is `pvPowerW` when fresh, else 0 (src/control/limits.ts).
+ * - `pvPowerW`: PV production, W, AC side, positive = produced (an inverter in standby at night may read a
+ *   few W negative). Only where a PV meter or PV inverter is configured.
+ * - `phaseCurrentsA`: current per phase at the grid connection point, A, magnitudes, L1 first (one entry
+ *   for a single-phase meter). Includes the charger.
+ * - `importedWh` / `exportedWh`: the meter's lifetime energy counters at the grid connection point, Wh,
+ *   monotonic except across a meter replacement or counter wrap.
+ *
+ * Rates: a driver's reading is as fresh as its last successful `refresh()` (Modbus: one poll per measurement
+ * tick) or its last message (MQTT: whenever the publisher sends). A reading older than the driver's own
+ * staleness limit is withdrawn: the figures are removed and `fault` says why, so stale numbers are never
+ * reported as current. The core applies `site.houseLoadMaxAgeS` on top.
+ */
 export interface SiteMeterState {
-  /** House consumption excluding the charger, W (>= 0). */
+  /** House consumption excluding the charger, W (>= 0), where the meter measures it directly. */
   houseLoadW?: number;
+  /** Grid power, W, positive = import. */
+  gridPowerW?: number;
+  /** PV production, W (AC), positive = produced. */
+  pvPowerW?: number;
+  /** When `pvPowerW` was measured (monotonic ms), when it comes from another device or message than the rest. */
+  pvAtMs?: number;
+  /** The PV source's own fault (a PV inverter that stopped answering), when it is a separate device. */
+  pvFault?: PortFault;
+  /** Per-phase current at the grid connection point, A (magnitudes), L1 first. */
+  phaseCurrentsA?: number[];
+  /** Lifetime imported energy, Wh. */
+  importedWh?: number;
+  /** Lifetime exported energy, Wh. */
+  exportedWh?: number;
+  /** When the figures were measured (monotonic ms, the clock's `nowMs()` when the answer arrived). */
   atMs?: number;
+  /** Why the meter's figures are missing or not to be trusted. */
   fault?: PortFault;
 }
 
-/** House load, used for the grid connection's import/export limit and for the backup planner. */
+/**
+ * The site meter: grid import/export (for the connection's import/export and fuse limits), house load
+ * (backup planner), PV production (surplus charging). Read-only; `refresh()` polls devices that are polled
+ * and is a no-op for pushed sources (MQTT). Every call is time-bounded and never rejects after `open()`.
+ */
 export interface SiteMeterPort {
   readonly kind: 'site-meter';
   open(): Promise<void>;

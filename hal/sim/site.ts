@@ -19,6 +19,11 @@ export interface SimSiteOptions {
   inverter: SimInverterOptions;
   /** Essential house load, W, or steps `[secondsAfterStart, W]`. Never shed. */
   houseLoadW: LoadProfile;
+  /** PV production behind the grid meter, W, or steps `[secondsAfterStart, W]`; absent = no PV. */
+  pvW?: LoadProfile;
+  /** Phases the house load and PV spread over evenly, and the charger's phases (default 3 and [1, 2, 3]). */
+  phases?: 1 | 3;
+  chargerPhases?: number[];
   /** A load behind each load-shed relay tier, W (tier 1 first). */
   sheddableLoadsW?: number[];
   /** Time the contactor's auxiliary contact takes to follow the command, ms. */
@@ -59,7 +64,16 @@ class SimSiteMeter implements SiteMeterPort {
     await this.refresh();
   }
   async refresh(): Promise<void> {
-    this.s = { houseLoadW: this.site.houseDemandW(), atMs: this.site.clock.nowMs() };
+    const site = this.site;
+    this.s = {
+      houseLoadW: site.houseDemandW(),
+      gridPowerW: site.gridPowerW(),
+      pvPowerW: site.hasPv ? site.pvPowerW() : undefined,
+      phaseCurrentsA: site.phaseCurrentsA(),
+      importedWh: site.meterTotals.importedWh,
+      exportedWh: site.meterTotals.exportedWh,
+      atMs: site.clock.nowMs(),
+    };
   }
   state(): SiteMeterState {
     return this.s;
@@ -84,6 +98,13 @@ export class SimSite {
   readonly totals: SiteTotals = { outageS: 0, outageServedS: 0, unservedWh: 0, essentialUnservedWh: 0, servedWh: 0 };
   private readonly startMs: number;
   private readonly profile: LoadProfile;
+  private readonly pvProfile?: LoadProfile;
+  private readonly phases: 1 | 3;
+  private readonly chargerPhases: number[];
+  /** The grid meter's energy counters, Wh. */
+  readonly meterTotals = { importedWh: 0, exportedWh: 0 };
+  /** Nominal phase voltage the simulated meter converts power to current with, V. */
+  static readonly VOLTAGE_V = 230;
   private readonly contactorDelayMs: number;
   private readonly gridSenseDebounceMs: number;
   private physicsTimer: unknown;
@@ -97,6 +118,9 @@ export class SimSite {
     this.inverter = new SimInverter({ ...o.inverter, formingExitDelayMs: o.inverter.formingExitDelayMs ?? DEFAULT_FORMING_EXIT_DELAY_MS }, this.car, o.clock);
     this.link = new SimVehicleLink(this.car, o.clock);
     this.profile = o.houseLoadW;
+    this.pvProfile = o.pvW;
+    this.phases = o.phases ?? 3;
+    this.chargerPhases = o.chargerPhases ?? (this.phases === 1 ? [1] : [1, 2, 3]);
     this.sheddableLoadsW = o.sheddableLoadsW ?? [];
     this.contactorDelayMs = o.contactorDelayMs ?? 50;
     this.gridSenseDebounceMs = o.gridSenseDebounceMs ?? 20;
@@ -185,11 +209,50 @@ export class SimSite {
 
   /** Essential load at this instant, W. */
   essentialLoadW(): number {
-    if (typeof this.profile === 'number') return this.profile;
+    return this.profileAt(this.profile);
+  }
+
+  private profileAt(profile: LoadProfile): number {
+    if (typeof profile === 'number') return profile;
     const atS = (this.clock.nowMs() - this.startMs) / 1000;
     let w = 0;
-    for (const [stepS, stepW] of this.profile) if (stepS <= atS) w = stepW;
+    for (const [stepS, stepW] of profile) if (stepS <= atS) w = stepW;
     return w;
+  }
+
+  /** Whether the site has PV. */
+  get hasPv(): boolean {
+    return this.pvProfile !== undefined;
+  }
+
+  /** PV production now, W (>= 0); none while the house is cut off from the grid (anti-islanding). */
+  pvPowerW(): number {
+    if (this.pvProfile === undefined || !(this.gridUp && this.contact)) return 0;
+    return Math.max(0, this.profileAt(this.pvProfile));
+  }
+
+  /**
+   * Power at the grid connection point, W, positive = import: house + charger − PV. Zero while the grid is
+   * down or the contactor is open (the meter sits on the grid side of the contactor).
+   */
+  gridPowerW(): number {
+    if (!(this.gridUp && this.contact)) return 0;
+    return this.houseDemandW() + this.inverter.acPowerW - this.pvPowerW();
+  }
+
+  /** Current per phase at the grid connection point, A (magnitudes): house and PV spread evenly, the charger on its phases. */
+  phaseCurrentsA(): number[] {
+    const out: number[] = [];
+    for (let p = 1; p <= this.phases; p++) {
+      if (!(this.gridUp && this.contact)) {
+        out.push(0);
+        continue;
+      }
+      const houseW = (this.houseDemandW() - this.pvPowerW()) / this.phases;
+      const carW = this.chargerPhases.includes(p) ? this.inverter.acPowerW / this.chargerPhases.length : 0;
+      out.push(Math.abs(houseW + carW) / SimSite.VOLTAGE_V);
+    }
+    return out;
   }
 
   /** What the house asks for now (essential + powered tiers), W. */
@@ -226,6 +289,9 @@ export class SimSite {
     const islandLoadW = !this.contact ? demandW : !this.gridUp ? demandW + this.inverter.maxDischargeW : 0;
     this.inverter.step(dtS, { gridOnBus, islandLoadW });
     this.monitor.sampleSoc(this.car.socPct, this.inverter.acPowerW);
+    const gridW = this.gridPowerW();
+    if (gridW > 0) this.meterTotals.importedWh += (gridW * dtS) / 3600;
+    else this.meterTotals.exportedWh += (-gridW * dtS) / 3600;
     if (!this.gridUp) {
       this.totals.outageS += dtS;
       const servedW = this.inverter.gridForming && !gridOnBus ? Math.max(0, -this.inverter.acPowerW) : 0;

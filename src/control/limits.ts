@@ -48,32 +48,124 @@ export function departureCapacityWh(s: Snapshot, c: ControlSettings): number {
   return capacityWh(s, c) ?? (finite(assumed) && assumed > 0 ? assumed : ASSUMED_DEPARTURE_CAPACITY_WH);
 }
 
-/** The site meter's house load when it is usable now (fresh, no fault), W; undefined = not metered. */
-export function meteredHouseLoadW(s: Snapshot, c: ControlSettings, nowMs: number): number | undefined {
-  const w = s.houseLoadW;
-  if (!finite(w) || s.houseLoadFault) return undefined;
-  if (s.houseLoadAtMs !== undefined) {
-    const maxAgeS = finite(c.site.houseLoadMaxAgeS) ? c.site.houseLoadMaxAgeS : HOUSE_LOAD_MAX_AGE_S;
-    if (!finite(s.houseLoadAtMs) || (nowMs - s.houseLoadAtMs) / 1000 > maxAgeS) return undefined;
-  }
+/** Whether a site reading taken at `atMs` is fresh enough to use now (`site.houseLoadMaxAgeS`); no time = fresh. */
+function siteFresh(atMs: number | undefined, c: ControlSettings, nowMs: number): boolean {
+  if (atMs === undefined) return true;
+  const maxAgeS = finite(c.site.houseLoadMaxAgeS) ? c.site.houseLoadMaxAgeS : HOUSE_LOAD_MAX_AGE_S;
+  return finite(atMs) && (nowMs - atMs) / 1000 <= maxAgeS;
+}
+
+/** PV production when a PV reading is usable now (fresh, no fault), W (>= 0); undefined = not metered. */
+export function meteredPvW(s: Snapshot, c: ControlSettings, nowMs: number): number | undefined {
+  const w = s.pvPowerW;
+  if (!finite(w) || s.pvPowerFault || s.pvPowerAtMs === undefined || !siteFresh(s.pvPowerAtMs, c, nowMs)) return undefined;
+  // an inverter's standby draw at night reads a few W negative: that is no production, not a house load
+  return Math.max(0, w);
+}
+
+/** Grid power when the site meter's reading is usable now, W, positive = import; undefined = not metered. */
+export function meteredGridW(s: Snapshot, c: ControlSettings, nowMs: number): number | undefined {
+  const w = s.gridPowerW;
+  if (!finite(w) || s.houseLoadFault || s.gridPowerAtMs === undefined || !siteFresh(s.gridPowerAtMs, c, nowMs)) return undefined;
+  return w;
+}
+
+/** The charger's AC power from a usable inverter reading, W, positive into the car; undefined = not known now. */
+function chargerAcW(s: Snapshot, c: ControlSettings, nowMs: number): number | undefined {
+  const w = s.inverter.powerW;
+  if (!finite(w) || s.inverter.fault || s.inverter.atMs === undefined || !siteFresh(s.inverter.atMs, c, nowMs)) return undefined;
   return w;
 }
 
 /**
- * House load counted against the grid import limit, W. Unmetered (no meter, a stale or faulty one): the
- * configured `site.assumedHouseLoadW`, so charging leaves room for a house that may be drawing that much.
+ * The house's own consumption when it is known now (fresh, no fault), W; undefined = not metered. A meter
+ * on the house feed reports it (`houseLoadW`); for a grid meter it is derived from the same tick's figures:
+ * `house = grid − charger AC + PV` (grid positive = import, charger positive = into the car, PV when a
+ * fresh reading exists, else 0: then the figure is the house net of PV, which is what the limits need).
  */
-export function houseLoadForImportW(s: Snapshot, c: ControlSettings, nowMs: number): number {
-  const assumed = c.site.assumedHouseLoadW;
-  return meteredHouseLoadW(s, c, nowMs) ?? (finite(assumed) && assumed >= 0 ? assumed : ASSUMED_HOUSE_LOAD_W);
+export function meteredHouseLoadW(s: Snapshot, c: ControlSettings, nowMs: number): number | undefined {
+  const w = s.houseLoadW;
+  if (finite(w) && !s.houseLoadFault && siteFresh(s.houseLoadAtMs, c, nowMs)) return w;
+  const grid = meteredGridW(s, c, nowMs);
+  const charger = grid === undefined ? undefined : chargerAcW(s, c, nowMs);
+  if (grid === undefined || charger === undefined) return undefined;
+  return grid - charger + (meteredPvW(s, c, nowMs) ?? 0);
 }
 
 /**
- * House load that absorbs discharge before it reaches the grid export limit, W. Unmetered: none, since
- * the house may be drawing nothing and then every watt out of the car is exported.
+ * What the site draws from the grid besides the charger, W (positive = import, negative = PV exporting):
+ * house − PV, both measured now; undefined when the house is not metered.
+ */
+export function meteredSiteNetW(s: Snapshot, c: ControlSettings, nowMs: number): number | undefined {
+  const house = meteredHouseLoadW(s, c, nowMs);
+  return house === undefined ? undefined : house - (meteredPvW(s, c, nowMs) ?? 0);
+}
+
+/**
+ * What the site draws besides the charger, counted against the grid import limit, W: house − PV as
+ * measured. Unmetered (no meter, a stale or faulty one): the configured `site.assumedHouseLoadW` (PV is
+ * then not counted), so charging leaves room for a house that may be drawing that much; never 0.
+ */
+export function houseLoadForImportW(s: Snapshot, c: ControlSettings, nowMs: number): number {
+  const assumed = c.site.assumedHouseLoadW;
+  return meteredSiteNetW(s, c, nowMs) ?? (finite(assumed) && assumed >= 0 ? assumed : ASSUMED_HOUSE_LOAD_W);
+}
+
+/**
+ * What the site draws besides the charger that absorbs discharge before it reaches the grid export limit,
+ * W: house − PV as measured (negative when PV already exports: less room for discharge). Unmetered: none,
+ * since the house may be drawing nothing and then every watt out of the car is exported.
  */
 export function houseLoadForExportW(s: Snapshot, c: ControlSettings, nowMs: number): number {
-  return meteredHouseLoadW(s, c, nowMs) ?? 0;
+  return meteredSiteNetW(s, c, nowMs) ?? 0;
+}
+
+/** Nominal phase voltage assumed for current limits when the config gives none, V. */
+export const NOMINAL_VOLTAGE_V = 230;
+
+/**
+ * The per-phase fuse limit on charging, W (AC), or undefined without `site.fuseA`. Each phase the charger
+ * is on (`site.chargerPhases`, default all three) may carry `fuseA`; what the rest of the site draws on it
+ * is the measured phase current minus the charger's own share (its measured AC power spread over its
+ * phases, at the nominal voltage). Without a fresh, fault-free phase reading, the assumed house load is
+ * spread evenly over the site's phases instead; with the charger's power unknown, all of the measured
+ * current counts as the house's (less room, never more).
+ */
+export function fuseChargeLimitW(s: Snapshot, c: ControlSettings, nowMs: number): number | undefined {
+  const fuseA = c.site.fuseA;
+  if (!finite(fuseA) || fuseA <= 0) return undefined;
+  const v = finite(c.site.nominalVoltageV) && c.site.nominalVoltageV > 0 ? c.site.nominalVoltageV : NOMINAL_VOLTAGE_V;
+  const chargerPhases = c.site.chargerPhases && c.site.chargerPhases.length > 0 ? c.site.chargerPhases : [1, 2, 3];
+  const n = chargerPhases.length;
+  const currents = s.phaseCurrentsA;
+  const fresh = currents !== undefined && currents.length > 0 && !s.houseLoadFault && s.phaseCurrentsAtMs !== undefined && siteFresh(s.phaseCurrentsAtMs, c, nowMs);
+  const carA = Math.max(0, chargerAcW(s, c, nowMs) ?? 0) / (v * n);
+  let worstHouseA = 0;
+  for (const phase of chargerPhases) {
+    let houseA: number;
+    if (fresh) {
+      const measured = currents[phase - 1];
+      // a phase the charger is on that the meter does not report: nothing is known about it
+      if (!finite(measured)) return 0;
+      houseA = Math.max(0, Math.abs(measured) - carA);
+    } else {
+      const assumed = finite(c.site.assumedHouseLoadW) && c.site.assumedHouseLoadW >= 0 ? c.site.assumedHouseLoadW : ASSUMED_HOUSE_LOAD_W;
+      houseA = assumed / (v * (c.site.phases === 1 ? 1 : 3));
+    }
+    worstHouseA = Math.max(worstHouseA, houseA);
+  }
+  return Math.max(0, fuseA - worstHouseA) * v * n;
+}
+
+/**
+ * The per-phase fuse limit on discharging, W (AC), or undefined without `site.fuseA`: with the house drawing
+ * nothing, all of the car's power flows out through the fuse on the charger's phases.
+ */
+export function fuseDischargeLimitW(c: ControlSettings): number | undefined {
+  const fuseA = c.site.fuseA;
+  if (!finite(fuseA) || fuseA <= 0) return undefined;
+  const v = finite(c.site.nominalVoltageV) && c.site.nominalVoltageV > 0 ? c.site.nominalVoltageV : NOMINAL_VOLTAGE_V;
+  return fuseA * v * (c.site.chargerPhases && c.site.chargerPhases.length > 0 ? c.site.chargerPhases.length : 3);
 }
 
 export function efficiency(s: Snapshot): number {
@@ -109,6 +201,8 @@ export function departureChargeW(s: Snapshot, c: ControlSettings, nowMs: number)
   if (s.vehicle.maxChargeW !== undefined) candidates.push(finite(s.vehicle.maxChargeW) ? s.vehicle.maxChargeW : 0);
   if (c.vehicle.maxChargeW !== null) candidates.push(c.vehicle.maxChargeW);
   if (c.site.gridImportLimitW !== null) candidates.push(c.site.gridImportLimitW - houseLoadForImportW(s, c, nowMs));
+  const fuseW = fuseChargeLimitW(s, c, nowMs);
+  if (fuseW !== undefined) candidates.push(fuseW);
   return Math.max(0, Math.min(...candidates));
 }
 
@@ -200,6 +294,9 @@ export function powerLimits(s: Snapshot, c: ControlSettings, f: Floors, nowMs: n
   if (s.vehicle.maxChargeW !== undefined) charge.push([s.vehicle.maxChargeW / efficiency(s), 'vehicle_limit']);
   if (c.vehicle.maxChargeW !== null) charge.push([c.vehicle.maxChargeW, 'homeowner_limit']);
   if (c.site.gridImportLimitW !== null) charge.push([c.site.gridImportLimitW - houseLoadForImportW(s, c, nowMs), 'grid_limit']);
+  // the main fuse, per phase, with the house's current as measured (a house-load step cuts the car at the next tick)
+  const fuseChargeW = fuseChargeLimitW(s, c, nowMs);
+  if (fuseChargeW !== undefined) charge.push([fuseChargeW, 'grid_limit']);
   if (ramp < 1) charge.push([invCharge * ramp, 'rejoin_ramp']);
   const soc = s.vehicle.socPct;
   if (soc !== undefined && soc >= (s.vehicle.maxSocPct ?? 100)) charge.push([0, 'max_soc']);
@@ -213,6 +310,8 @@ export function powerLimits(s: Snapshot, c: ControlSettings, f: Floors, nowMs: n
   if (s.vehicle.chargerExportCapabilityW !== undefined) discharge.push([s.vehicle.chargerExportCapabilityW, 'inverter_limit']);
   if (c.vehicle.maxDischargeW !== null) discharge.push([c.vehicle.maxDischargeW, 'homeowner_limit']);
   if (c.site.gridExportLimitW !== null) discharge.push([c.site.gridExportLimitW + houseLoadForExportW(s, c, nowMs), 'grid_limit']);
+  const fuseDischargeW = fuseDischargeLimitW(c);
+  if (fuseDischargeW !== undefined) discharge.push([fuseDischargeW, 'grid_limit']);
   if (ramp < 1) discharge.push([invDischarge * ramp, 'rejoin_ramp']);
   if (soc === undefined || !finite(soc)) discharge.push([0, 'soc_unknown']);
   else {
