@@ -165,7 +165,7 @@ async function drain(dir: string, count: number): Promise<void> {
   const store = openStore(join(dir, 'drain.db'), { timezone: 'UTC', storage: { outboxMaxRows: count * 2 } });
   const uplink = createUplink({
     config: { deviceId: 'bench-drain', uplink: { url, prefix: 'wallbox', groups: [], stateIntervalS: 10 } },
-    outbox: store.outbox, clock: { nowMs: () => Date.now() }, log: quiet, reconnectMinMs: 20, reconnectMaxMs: 50, onCommand: () => {},
+    outbox: store.outbox, clock: { wallMs: () => Date.now() }, log: quiet, reconnectMinMs: 20, reconnectMaxMs: 50, onCommand: () => {},
   });
   // queued before the uplink starts: the broker is not there yet
   for (let i = 0; i < count; i += 100)

@@ -189,7 +189,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const clock = systemClock;
   try {
     await mkdir(dirname(resolve(config.storage.path)), { recursive: true });
-    parts.store = openStore(config.storage.path, { timezone: config.timezone, reward: config.reward as RewardSettings, storage: config.storage });
+    parts.store = openStore(config.storage.path, { timezone: config.timezone, reward: config.reward as RewardSettings, storage: config.storage, nowMs: () => clock.nowMs() });
   } catch (e) {
     log('error', `storage ${resolve(config.storage.path)}: ${(e as Error).message}`);
     process.exitCode = EXIT_FAILURE;
@@ -296,7 +296,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       if (req.cmd === 'status') {
         let totals: unknown = null;
         try {
-          totals = store.totals(clock.nowMs());
+          totals = store.totals(clock.wallMs());
         } catch (e) {
           totals = { error: (e as Error).message };
         }

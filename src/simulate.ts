@@ -11,7 +11,7 @@ import { SimSite } from '../hal/sim/site.ts';
 import { Incarnation } from '../hal/sim/incarnation.ts';
 import type { Ports } from '../hal/ports.ts';
 import type { OutageRecord, UnsafeClose } from '../hal/sim/safety-monitor.ts';
-import { openStore, type Store } from './store/index.ts';
+import { openStore, type LedgerRow, type Store } from './store/index.ts';
 import { ConfigError, PROJECT_ROOT, loadConfig } from './config/load.ts';
 import type { Config } from './config/types.ts';
 import type { DispatchResponse, Plan, Snapshot } from './control/types.ts';
@@ -39,6 +39,11 @@ export interface ScenarioEvent {
   inverterAlarm?: string[];
   /** A config reload: these keys merged over the scenario's `config`, validated like a config file. */
   reload?: Record<string, unknown>;
+  /**
+   * The wall clock jumps by this many seconds (either sign) while the monotonic clock runs on: NTP stepping
+   * the board's clock, a Pi without an RTC setting its date at boot.
+   */
+  clockStep?: number;
 }
 
 export interface Scenario {
@@ -46,7 +51,7 @@ export interface Scenario {
   start?: string;
   timezone?: string;
   tickS?: number;
-  vehicle?: { capacityWh?: number; socPct?: number; maxChargeW?: number; maxDischargeW?: number; connected?: boolean; bidirectional?: boolean; reportsSoc?: boolean; minSocPct?: number; taperStartPct?: number };
+  vehicle?: { capacityWh?: number; socPct?: number; maxChargeW?: number; maxDischargeW?: number; connected?: boolean; bidirectional?: boolean; reportsSoc?: boolean; reportsCapacity?: boolean; minSocPct?: number; taperStartPct?: number };
   inverter?: { ratedW?: number; efficiency?: number; islandCapable?: boolean; formingExitDelayMs?: number; hangMs?: number };
   config?: Record<string, unknown>;
   houseLoadW?: number | [number, number][];
@@ -116,6 +121,8 @@ export interface SimulationResult {
   safety: { unsafeCloses: UnsafeClose[]; outages: OutageRecord[] };
   /** The scenario that ran. */
   scenario: Scenario;
+  /** The ledger rows in the store at the end (after the clean stop settled what was running). */
+  ledger: LedgerRow[];
 }
 
 let scenarioValidator: ReturnType<Ajv['compile']> | undefined;
@@ -222,6 +229,8 @@ export function loadScenarioFile(path: string): Scenario {
 export class SimulatedProcess {
   runtime!: Runtime;
   restarts = 0;
+  /** The ledger as the store held it after the clean stop at the end. */
+  ledger: LedgerRow[] = [];
   /** The config a process starting now reads. */
   config!: Config;
   private incarnation!: Incarnation;
@@ -247,7 +256,7 @@ export class SimulatedProcess {
 
   private spawn(): void {
     this.incarnation = new Incarnation(this.site.clock);
-    const store = openStore(this.storePath, { timezone: this.timezone });
+    const store = openStore(this.storePath, { timezone: this.timezone, nowMs: () => this.site.clock.nowMs() });
     this.stores.push(store);
     this.runtime = this.build(this.incarnation.ports(this.site.ports(this.incarnation.clock)), this.incarnation.store(store), this.config);
     const starting = this.runtime.start().finally(() => {
@@ -295,6 +304,11 @@ export class SimulatedProcess {
   async stop(clock: VirtualClock): Promise<void> {
     const stopping = this.settled().then(() => this.runtime.stop());
     await driveUntil(clock, stopping);
+    try {
+      this.ledger = this.stores[this.stores.length - 1]?.ledger() ?? [];
+    } catch {
+      // a store that cannot be read leaves the ledger empty; the summary's figures come from the devices
+    }
     this.stores.forEach((st, i) => {
       try {
         // a killed process's store is dropped as a kill leaves it (what it had not written is lost)
@@ -358,6 +372,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     reconnectDelayS: config.backup.reconnectDelayS,
   });
   if (v.reportsSoc === false) site.link.faults.noSoc = true;
+  if (v.reportsCapacity === false) site.link.faults.noCapacity = true;
 
   const responses: SimulationResult['responses'] = [];
   const eventLog: SimulationResult['eventLog'] = [];
@@ -456,7 +471,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     restarts: proc.restarts,
     wallMs: Math.round(performance.now() - wallStart),
   };
-  return { summary, samples, responses, eventLog, site, config, scenario: sc, safety: { unsafeCloses: site.monitor.unsafeCloses.toArray(), outages: site.monitor.outages.toArray() } };
+  return { summary, samples, responses, eventLog, site, config, scenario: sc, safety: { unsafeCloses: site.monitor.unsafeCloses.toArray(), outages: site.monitor.outages.toArray() }, ledger: proc.ledger };
 }
 
 /** Something that can say when the runtime has nothing left to do (a Runtime, or a SimulatedProcess). */
@@ -521,7 +536,9 @@ async function driveUntil(clock: VirtualClock, p: Promise<unknown>, maxAdvanceMs
 }
 
 function applyEvent(e: ScenarioEvent, site: SimSite, proc: SimulatedProcess, clock: VirtualClock, sc: Scenario): void {
-  const now = clock.nowMs();
+  if (e.clockStep !== undefined) clock.stepWall(e.clockStep * 1000);
+  // a command is stamped by the calendar, as the uplink stamps it
+  const now = clock.wallMs();
   if (e.restart) {
     proc.restart();
     return;

@@ -91,6 +91,8 @@ export class SimCar {
 export interface SimLinkFaults {
   /** The car sends no SoC at all (AC ISO 15118-2 sessions). */
   noSoc?: boolean;
+  /** The car sends no battery capacity (as AC ISO 15118-2 cars do): the runtime must assume one. */
+  noCapacity?: boolean;
   /** The link stops updating (stale data). */
   frozen?: boolean;
   /** The link reports this fault. */
@@ -128,7 +130,7 @@ export class SimVehicleLink implements VehicleLinkPort {
       connected: c.connected,
       socPct: c.connected && !this.faults.noSoc ? c.socPct : undefined,
       socAtMs: c.connected && !this.faults.noSoc ? now : undefined,
-      capacityWh: c.connected ? c.capacityWh : undefined,
+      capacityWh: c.connected && !this.faults.noCapacity ? c.capacityWh : undefined,
       minSocPct: c.connected ? c.minSocPct : undefined,
       targetSocPct: c.connected ? c.targetSocPct : undefined,
       maxChargeW: c.connected ? c.chargeLimitW() : undefined,

@@ -1,6 +1,9 @@
 /**
  * The control core: one pure function from a snapshot of every input to a plan.
  * No I/O, no clock, no randomness: `nowMs` comes in, the next memory goes out inside the plan.
+ * Two clocks (docs/architecture.md, "Two clocks"): `nowMs` is monotonic — every age, duration, debounce and
+ * timer runs on it; the calendar (`calendarMs(s, nowMs)`, the snapshot's wall clock) decides departure times
+ * and dispatch windows. A step of the wall clock is an event, and a running dispatch keeps its length.
  * Priority, highest first: fault → backup (grid lost) → stale inputs (zero power) → dispatch → charging need → idle.
  */
 import type { ControlSettings } from '../config/types.ts';
@@ -13,6 +16,7 @@ import {
 import { issuesKey, issuesMessage, sanitizeSnapshot } from './sanitize.ts';
 import { assessGrid, inverterFresh, type GridView } from './grid-loss.ts';
 import { contactorMayBeOpen, interlock } from './interlock.ts';
+import { calendarMs } from './time.ts';
 import { floorsWithOverrides, overrideChargeReason, overridesInForce } from './overrides.ts';
 import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, ReasonCode, RestoredState, Snapshot } from './types.ts';
 
@@ -154,6 +158,14 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   // storage that cannot write: nothing may run that cannot be settled (invariant 6)
   const storageDown = s.storage?.writable === false;
 
+  // --- the calendar, and a step of it -------------------------------------------------------
+  const wallMs = calendarMs(s, nowMs);
+  const wallOffsetMs = wallMs - nowMs;
+  const clockStepMs = m.wallOffsetMs === undefined ? 0 : wallOffsetMs - m.wallOffsetMs;
+  const clockStepped = Math.abs(clockStepMs) >= CLOCK_STEP_MIN_MS;
+  if (clockStepped)
+    events.push({ kind: 'clock', severity: 'warning', message: `the wall clock stepped ${clockStepMs > 0 ? 'forward' : 'back'} by ${formatStep(clockStepMs)}: ages, durations and a running dispatch's length follow the monotonic clock; departure and dispatch times follow the new calendar` });
+
   // --- inputs and their health -------------------------------------------------------------
   const h = health(s, c, m, nowMs);
   const soc = s.vehicle.connected ? s.vehicle.socPct : undefined;
@@ -181,12 +193,12 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     // the grid watched since this start counts; anything from before it does not
     const watched = m.island.gridStableSinceMs;
     if (watched !== undefined && watched >= m.startup.sinceMs && grid.present) startIsland.gridStableSinceMs = watched;
-    if (!reconciling) events.push(startupEvent(s, grid, m.startup, startIsland, nowMs));
+    if (!reconciling) events.push(startupEvent(s, grid, m.startup, startIsland, wallMs));
   }
   const mem: Memory = startIsland === m.island ? m : { ...m, island: startIsland };
 
   // --- floors, limits, departure -----------------------------------------------------------
-  const dep = departure(s, c, nowMs);
+  const dep = departure(s, c, wallMs);
   const f = floorsWithOverrides(floors(s, c, nowMs, dep), ov.active);
   const limits = powerLimits(s, c, f, nowMs, mem.island.rejoinedAtMs);
 
@@ -233,7 +245,9 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   if (!trip && m.gridLoss?.trip) events.push({ kind: 'grid', severity: 'info', message: 'grid trip over' });
 
   // --- dispatches --------------------------------------------------------------------------
-  let records = accountEnergy(m.dispatches, m.activeDispatchId, s.energy);
+  // a running dispatch keeps its length across a wall-clock step: its window moves with the calendar, so
+  // it neither ends early (step forward) nor runs an hour long (step back); scheduled ones keep their times
+  let records = accountEnergy(clockStepped ? shiftRunning(m.dispatches, clockStepMs) : m.dispatches, m.activeDispatchId, s.energy);
   let blockedBy: ReasonCode | undefined;
   if (inFault) blockedBy = s.estopPressed ? 'estop' : 'fault';
   else if (storageDown) blockedBy = 'storage';
@@ -244,7 +258,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   else if (!healthy) blockedBy = 'fault';
   for (const cmd of s.commands) {
     const r = intake(records, cmd, {
-      nowMs, blockedBy, socPct: soc, effectiveFloorPct: f.effectiveFloorPct, maxSocPct: s.vehicle.maxSocPct ?? 100,
+      nowMs: wallMs, blockedBy, socPct: soc, effectiveFloorPct: f.effectiveFloorPct, maxSocPct: s.vehicle.maxSocPct ?? 100,
       carOffersDischarge: carOffersDischarge(s, c), dischargeRefusal: dischargeRefusal(s, c), limits,
     });
     records = r.records;
@@ -255,16 +269,16 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   if (!c.vehicle.v2gEnabled)
     for (const r of records)
       if (r.status === 'accepted' || r.status === 'active' || r.status === 'curtailed') {
-        const cancelled: DispatchRecord = { ...r, status: 'cancelled', reason: 'v2g_disabled', endedMs: nowMs };
+        const cancelled: DispatchRecord = { ...r, status: 'cancelled', reason: 'v2g_disabled', endedMs: wallMs };
         records = records.map((x) => (x === r ? cancelled : x));
         finished.push(cancelled);
         responses.push({ id: r.id, status: 'cancelled', reason: 'v2g_disabled', deliveredWh: Math.round((r.request.powerW < 0 ? r.exportedWh : r.importedWh) * 10) / 10, source: r.source, replyTo: r.replyTo });
       }
-  const adv = advance(records, nowMs, blockedBy === 'v2g_disabled' ? undefined : blockedBy);
+  const adv = advance(records, wallMs, blockedBy === 'v2g_disabled' ? undefined : blockedBy);
   records = adv.records;
   responses.push(...adv.responses);
   finished.push(...adv.finished);
-  const active = currentDispatch(records, nowMs);
+  const active = currentDispatch(records, wallMs);
   // a command the inverter reports it cannot represent or does not follow ends that dispatch's delivery
   const refusedNow = s.inverter.fault !== undefined && INVERTER_REFUSALS.test(s.inverter.fault);
   const inverterRefusedId = active === undefined ? undefined : refusedNow ? active.id : m.inverterRefusedId === active.id ? active.id : undefined;
@@ -405,7 +419,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   };
 
   // the same capacity assumption as the departure floor: unknown = large, so the warning errs early
-  const atRisk = departureAtRisk(s, c, soc, dep.targetSocPct, dep.atMs, nowMs, departureCapacityWh(s, c), eff);
+  const atRisk = departureAtRisk(s, c, soc, dep.targetSocPct, dep.inS, nowMs, departureCapacityWh(s, c), eff);
   if (atRisk && !m.departureAtRisk) events.push({ kind: 'departure', severity: 'warning', message: `departure target ${dep.targetSocPct} % at risk` });
 
   const activeId = active && (active.status === 'active' || active.status === 'curtailed') ? active.id : undefined;
@@ -421,11 +435,12 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     lastShedChangeMs: b.lastShedChangeMs,
     pendingShed: b.pendingShed,
     houseLoadAvgW: b.houseLoadAvgW,
-    dispatches: prune(records, nowMs),
+    dispatches: prune(records, wallMs),
     activeDispatchId: activeId,
     contactorMismatchSinceMs,
     lastSetpointW: setpointW,
     lastTickMs: nowMs,
+    wallOffsetMs,
     departureAtRisk: atRisk,
     chargeLatched,
     inputIssues,
@@ -493,10 +508,31 @@ function chargingNeed(
 }
 
 function departureAtRisk(
-  s: Snapshot, c: ControlSettings, soc: number | undefined, targetPct: number, departureAtMs: number | undefined, nowMs: number, cap: number, eff: number,
+  s: Snapshot, c: ControlSettings, soc: number | undefined, targetPct: number, departureInS: number | undefined, nowMs: number, cap: number, eff: number,
 ): boolean {
-  if (soc === undefined || departureAtMs === undefined || !s.vehicle.connected || soc >= targetPct) return false;
-  const hours = Math.max(0, departureAtMs - nowMs) / 3_600_000;
+  if (soc === undefined || departureInS === undefined || !s.vehicle.connected || soc >= targetPct) return false;
+  const hours = Math.max(0, departureInS) / 3600;
   const reachablePct = ((departureChargeW(s, c, nowMs) * eff * hours) / cap) * 100;
   return soc + reachablePct < targetPct - 0.5;
+}
+
+/**
+ * A change of `wallMs − nowMs` this large between two decisions is a step of the wall clock (NTP stepping,
+ * a board without an RTC setting its date, a person fixing it), not drift: NTP slews drift away at most
+ * 0.5 ms/s (adjtime), far below this over one tick.
+ */
+export const CLOCK_STEP_MIN_MS = 2000;
+
+function formatStep(ms: number): string {
+  const s = Math.round(Math.abs(ms) / 1000);
+  return s >= 3600 ? `${(s / 3600).toFixed(s % 3600 ? 2 : 0)} h (${s} s)` : `${s} s`;
+}
+
+/** The running dispatch (started, not finished) with its window moved by a wall-clock step. */
+function shiftRunning(records: DispatchRecord[], stepMs: number): DispatchRecord[] {
+  return records.map((r) =>
+    (r.status === 'active' || r.status === 'curtailed') && r.startedMs !== undefined
+      ? { ...r, startMs: r.startMs + stepMs, endMs: r.endMs + stepMs, startedMs: r.startedMs + stepMs }
+      : r,
+  );
 }

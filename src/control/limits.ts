@@ -174,7 +174,10 @@ export function efficiency(s: Snapshot): number {
 }
 
 export interface Departure {
+  /** When, by the calendar (wall clock), epoch ms. */
   atMs?: number;
+  /** Seconds from this decision to the departure, by the calendar; undefined without a departure. */
+  inS?: number;
   targetSocPct: number;
 }
 
@@ -182,14 +185,15 @@ export interface Departure {
  * Which departure and target apply. `departureSource: "config"` (default): the homeowner's daily time
  * wins and the car's is used only when the config has none; `"car"`: the car's wins when it sends one.
  */
-export function departure(s: Snapshot, c: ControlSettings, nowMs: number): Departure {
+export function departure(s: Snapshot, c: ControlSettings, wallMs: number): Departure {
   const tz = c.timezone ?? 'UTC';
-  const configAt = c.vehicle.departureTime ? nextLocalTimeMs(c.vehicle.departureTime, tz, nowMs) : undefined;
-  const carAt = s.vehicle.departureAtMs !== undefined && s.vehicle.departureAtMs > nowMs ? s.vehicle.departureAtMs : undefined;
+  const configAt = c.vehicle.departureTime ? nextLocalTimeMs(c.vehicle.departureTime, tz, wallMs) : undefined;
+  const carAt = s.vehicle.departureAtMs !== undefined && s.vehicle.departureAtMs > wallMs ? s.vehicle.departureAtMs : undefined;
+  const pick = (atMs: number | undefined, targetSocPct: number): Departure => ({ atMs, inS: atMs === undefined ? undefined : (atMs - wallMs) / 1000, targetSocPct });
   if (c.vehicle.departureSource === 'car') {
-    return { atMs: carAt ?? configAt, targetSocPct: carAt !== undefined && s.vehicle.targetSocPct !== undefined ? s.vehicle.targetSocPct : c.vehicle.targetSocPct };
+    return pick(carAt ?? configAt, carAt !== undefined && s.vehicle.targetSocPct !== undefined ? s.vehicle.targetSocPct : c.vehicle.targetSocPct);
   }
-  return { atMs: configAt ?? carAt, targetSocPct: configAt === undefined && s.vehicle.targetSocPct !== undefined ? s.vehicle.targetSocPct : c.vehicle.targetSocPct };
+  return pick(configAt ?? carAt, configAt === undefined && s.vehicle.targetSocPct !== undefined ? s.vehicle.targetSocPct : c.vehicle.targetSocPct);
 }
 
 /**
@@ -213,9 +217,9 @@ export function departureChargeW(s: Snapshot, c: ControlSettings, nowMs: number)
  * never lower, so the departure target is kept.
  */
 export function departureFloorPct(s: Snapshot, c: ControlSettings, nowMs: number, dep: Departure): number | undefined {
-  if (dep.atMs === undefined) return undefined;
+  if (dep.atMs === undefined || dep.inS === undefined) return undefined;
   const cap = departureCapacityWh(s, c);
-  const hours = Math.max(0, (dep.atMs - nowMs) / 1000 - c.vehicle.departureMarginS) / 3600;
+  const hours = Math.max(0, dep.inS - c.vehicle.departureMarginS) / 3600;
   const reachablePct = ((departureChargeW(s, c, nowMs) * efficiency(s) * hours) / cap) * 100;
   return Math.max(0, Math.min(dep.targetSocPct, dep.targetSocPct - reachablePct));
 }

@@ -251,6 +251,11 @@ export interface Memory {
   contactorMismatchSinceMs?: number;
   /** When decide() last ran (for smoothing). */
   lastTickMs?: number;
+  /**
+   * The calendar minus the monotonic clock at the last decision, ms: a change of it by more than
+   * `CLOCK_STEP_MIN_MS` is a step of the wall clock (an event; the running dispatch's window moves with it).
+   */
+  wallOffsetMs?: number;
   /** Charging toward the departure target has started and holds until the target is reached. */
   chargeLatched: boolean;
   /** True when the departure target cannot be reached any more (reported in state). */
@@ -284,6 +289,15 @@ export interface Memory {
    * start). The interlock trusts only an inverter reading taken after it (src/control/interlock.ts).
    */
   formingOffAtMs?: number;
+  /** Solar surplus charging (src/control/surplus.ts); timers on the monotonic clock. Undefined = off. */
+  surplus?: {
+    /** Surplus charging is on. */
+    on: boolean;
+    /** Since when the start condition (off) or the stop condition (on) has held without a break. */
+    pendingSinceMs?: number;
+    /** When it last switched on or off (the guard counts from here). */
+    switchedAtMs?: number;
+  };
 }
 
 export interface Floors {

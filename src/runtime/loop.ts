@@ -270,7 +270,7 @@ export class Runtime {
   private recover(): void {
     try {
       const restored = recoverDispatches({
-        opts: this.opts, nowMs: this.clock.nowMs(), reading: this.ports.inverter.state().reading, assembler: this.assembler,
+        opts: this.opts, nowMs: this.clock.wallMs(), reading: this.ports.inverter.state().reading, assembler: this.assembler,
         emit: (e) => this.emit(e),
       });
       if (restored.length) this.memory = { ...this.memory, dispatches: [...this.memory.dispatches, ...restored] };
@@ -280,7 +280,7 @@ export class Runtime {
       if (store?.recentDispatches) {
         const known = new Set(this.memory.dispatches.map((r) => r.id));
         const finished = store
-          .recentDispatches({ sinceMs: this.clock.nowMs() - KEEP_FINISHED_MS, limit: MAX_RECORDS / 2 })
+          .recentDispatches({ sinceMs: this.clock.wallMs() - KEEP_FINISHED_MS, limit: MAX_RECORDS / 2 })
           .filter((r) => !known.has(r.id))
           .reverse();
         if (finished.length) this.memory = { ...this.memory, dispatches: [...finished, ...this.memory.dispatches] };
@@ -345,7 +345,7 @@ export class Runtime {
     if (!this.lastPlan) return;
     try {
       const settled = settleOnStop({
-        opts: this.opts, nowMs: this.clock.nowMs(), memory: this.memory, reading: this.ports.inverter.state().reading, assembler: this.assembler,
+        opts: this.opts, nowMs: this.clock.wallMs(), memory: this.memory, reading: this.ports.inverter.state().reading, assembler: this.assembler,
         emit: (e) => this.emit(e),
       });
       if (settled.length) this.memory = { ...this.memory, dispatches: this.memory.dispatches.map((r) => settled.find((x) => x.id === r.id) ?? r), activeDispatchId: undefined };
@@ -412,7 +412,7 @@ export class Runtime {
 
   /** Report an event that did not come from the core (config refused, driver warnings). */
   emit(e: CoreEvent): void {
-    this.recorder.emit(e, this.clock.nowMs());
+    this.recorder.emit(e, this.clock.wallMs());
   }
 
   /** Decide at once on the readings in hand (an event); the poll keeps its own cadence. */
@@ -470,7 +470,9 @@ export class Runtime {
     const commands = this.inbox;
     this.inbox = [];
     const openFaults = this.openFaults();
+    const wallMs = this.clock.wallMs();
     const snapshot = this.assembler.take(now, this.config, commands, {
+      wallMs,
       runtimeFault: openFaults.length ? openFaults.join('; ') : undefined,
       callFault: (kind) => this.caller.fault(kind),
       contactorCommandedClosed: this.actuator.contactorCommanded(),
@@ -482,7 +484,7 @@ export class Runtime {
     // commands first: the store's writes are never on the path of a contactor or a setpoint
     this.actuator.apply(plan, this.config);
     if (this.actingBeforeRecovery) for (const e of plan.events) this.emit(e);
-    else this.recorder.record(plan, snapshot, now, this.config);
+    else this.recorder.record(plan, snapshot, wallMs, this.config, now);
     this.lastPlan = plan;
     this.lastSnapshot = snapshot;
     this.opts.onTick?.(plan, snapshot);

@@ -28,7 +28,11 @@ export class Recorder {
     safelySync(() => this.opts.uplink?.publish([{ topic: 'event', payload: { ...e }, qos: 1, retain: false, class: 'event' }]), this.log);
   }
 
-  record(plan: Plan, s: Snapshot, now: number, config: Config): void {
+  /**
+   * @param now calendar time (the clock's `wallMs()`): what the store and the messages are stamped with
+   * @param monoMs monotonic time: the `state`/`flex` intervals (a wall step back must not silence them)
+   */
+  record(plan: Plan, s: Snapshot, now: number, config: Config, monoMs: number = now): void {
     const store = this.opts.store;
     // status changes, settlements and their outbox rows in one commit; quiet ticks open no transaction.
     // A settlement (ledger) must survive a power cut; a status change or event need only survive a
@@ -37,20 +41,20 @@ export class Recorder {
     const islandChanged = islandJson !== this.savedIslandJson && store?.saveIsland !== undefined;
     if (store?.atomically && (plan.responses.length || plan.events.length || plan.finished.length || islandChanged)) {
       try {
-        const saved = store.atomically(() => this.recordInner(plan, s, now, config), plan.finished.length ? 'durable' : 'relaxed');
+        const saved = store.atomically(() => this.recordInner(plan, s, now, config, monoMs), plan.finished.length ? 'durable' : 'relaxed');
         if (saved !== undefined) this.savedIslandJson = saved;
       } catch (e) {
         this.log('error', `record failed: ${(e as Error)?.message ?? String(e)}`);
       }
     } else {
-      const saved = this.recordInner(plan, s, now, config);
+      const saved = this.recordInner(plan, s, now, config, monoMs);
       if (saved !== undefined) this.savedIslandJson = saved;
     }
     this.lastMode = plan.mode;
   }
 
   /** Returns the island JSON it saved (taken as saved once the transaction committed). */
-  private recordInner(plan: Plan, s: Snapshot, now: number, config: Config): string | undefined {
+  private recordInner(plan: Plan, s: Snapshot, now: number, config: Config, monoMs: number): string | undefined {
     const store = this.opts.store;
     const uplink = this.opts.uplink;
     const msgs: OutboundMessage[] = [];
@@ -95,7 +99,7 @@ export class Recorder {
       msgs.push(msg);
     }
 
-    if (uplink) this.report(plan, s, now, msgs, config);
+    if (uplink) this.report(plan, s, now, monoMs, msgs, config);
     if (msgs.length) safelySync(() => uplink?.publish(msgs), this.log);
 
     const totals = this.assembler.totals;
@@ -116,17 +120,17 @@ export class Recorder {
   }
 
   /** `state` on its interval and on a mode change; retained `flex` when it moved noticeably. */
-  private report(plan: Plan, s: Snapshot, now: number, msgs: OutboundMessage[], config: Config): void {
+  private report(plan: Plan, s: Snapshot, now: number, monoMs: number, msgs: OutboundMessage[], config: Config): void {
     const modeChanged = this.lastMode !== plan.mode;
-    if (modeChanged || now - this.lastStateMs >= config.uplink.stateIntervalS * 1000) {
-      this.lastStateMs = now;
+    if (modeChanged || monoMs - this.lastStateMs >= config.uplink.stateIntervalS * 1000) {
+      this.lastStateMs = monoMs;
       msgs.push({ topic: 'state', payload: statePayload(plan, s, this.assembler.totals, now) as unknown as Record<string, unknown>, qos: 0, retain: false, class: 'state' });
     }
     const f = plan.flex;
     const flexKey = `${round100(f.maxDischargeW)}|${round100(f.maxChargeW)}|${round100(f.dischargeableWh)}|${round100(f.chargeableWh)}|${f.untilMs}`;
-    if (flexKey !== this.lastFlex && now - this.lastFlexMs >= Math.min(config.uplink.stateIntervalS, 10) * 1000) {
+    if (flexKey !== this.lastFlex && monoMs - this.lastFlexMs >= Math.min(config.uplink.stateIntervalS, 10) * 1000) {
       this.lastFlex = flexKey;
-      this.lastFlexMs = now;
+      this.lastFlexMs = monoMs;
       msgs.push({ topic: 'flex', payload: flexPayload(plan) as unknown as Record<string, unknown>, qos: 1, retain: true, class: 'flex' });
     }
   }

@@ -32,6 +32,8 @@ export class SnapshotAssembler {
   take(
     now: number, config: Config, commands: DispatchCommand[],
     extra: {
+      /** The calendar (the clock's `wallMs()`); `now` is the monotonic clock. */
+      wallMs?: number;
       runtimeFault?: string;
       callFault: (kind: string) => string | undefined;
       contactorCommandedClosed: boolean;
@@ -85,6 +87,7 @@ export class SnapshotAssembler {
     );
     const relaysFault = joinFaults(extra.callFault('relays'), relays?.fault?.message);
     return {
+      wallMs: extra.wallMs,
       vehicle: {
         connected: veh.connected,
         socPct,

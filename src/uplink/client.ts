@@ -43,7 +43,7 @@ export interface UplinkOptions {
   config: { deviceId: string; uplink: UplinkSection };
   outbox: OutboxStore;
   /** Message times (`ts`, signed-dispatch ages, dispatch windows): the runtime's wall clock. */
-  clock: { nowMs(): number };
+  clock: { wallMs(): number };
   /**
    * Reconnect backoff, connect watchdog and supervisor timers (the hal Clock's timer half). Default:
    * real time, timers that do not keep the process alive. Tests pass the virtual clock.
@@ -181,7 +181,7 @@ class MqttUplink implements Uplink {
       },
     });
     this.intake = new DispatchIntake({
-      root: this.root, settings: () => this.s, nowMs: () => this.o.clock.nowMs(), log: this.log, stats: this.st,
+      root: this.root, settings: () => this.s, nowMs: () => this.o.clock.wallMs(), monoMs: () => this.timer.nowMs(), log: this.log, stats: this.st,
       onCommand: o.onCommand, onInvalid: o.onInvalid, answer: (m) => this.publish([m]), replay: o.replay,
       invalidAnswersPerS: o.invalidAnswersPerS ?? 20, invalidAnswersBurst: o.invalidAnswersBurst ?? 200,
       liveDispatches: o.liveDispatches, maxLiveDispatches: o.maxLiveDispatches ?? DEFAULT_MAX_LIVE_DISPATCHES,
@@ -195,7 +195,7 @@ class MqttUplink implements Uplink {
     if (this.started) return;
     this.started = true;
     this.stopping = false;
-    this.startedAt = isoUtc(this.o.clock.nowMs());
+    this.startedAt = isoUtc(this.o.clock.wallMs());
     let url = this.s.url;
     const keyError = this.intake.loadKey();
     if (keyError) {
@@ -333,12 +333,12 @@ class MqttUplink implements Uplink {
     const payload: Record<string, unknown> = online ? { online: true, version: this.o.version ?? 'unknown', startedAt: this.startedAt } : { online: false };
     try {
       // stamped through the outbox for ts and seq; status is sent at once and never stored (QoS 0 there)
-      const [q] = this.o.outbox.enqueue([{ topic: 'status', payload, qos: 0, retain: true, class: 'status' }], this.o.clock.nowMs());
+      const [q] = this.o.outbox.enqueue([{ topic: 'status', payload, qos: 0, retain: true, class: 'status' }], this.o.clock.wallMs());
       return Buffer.from(JSON.stringify({ ts: q.ts, seq: q.seq, ...payload }));
     } catch (e) {
       this.st.publishErrors++;
       this.log.error({ err: (e as Error).message }, 'could not stamp the status message');
-      return Buffer.from(JSON.stringify({ ts: isoUtc(this.o.clock.nowMs()), ...payload }));
+      return Buffer.from(JSON.stringify({ ts: isoUtc(this.o.clock.wallMs()), ...payload }));
     }
   }
 
@@ -359,7 +359,7 @@ class MqttUplink implements Uplink {
       if (ok.length === 0) return;
       let queued: QueuedMessage[];
       try {
-        queued = this.o.outbox.enqueue(ok, this.o.clock.nowMs());
+        queued = this.o.outbox.enqueue(ok, this.o.clock.wallMs());
       } catch (e) {
         this.st.publishErrors++;
         this.log.error({ err: (e as Error).message }, 'outbound messages not queued');
@@ -398,7 +398,7 @@ class MqttUplink implements Uplink {
     const urgent = msgs.filter((m) => m.class === 'response' || m.class === 'event');
     if (!urgent.length) return;
     try {
-      for (const q of o.stampVolatile(urgent, this.o.clock.nowMs())) if (!this.stopping && this.pump.sendVolatile(q)) this.st.unstored++;
+      for (const q of o.stampVolatile(urgent, this.o.clock.wallMs())) if (!this.stopping && this.pump.sendVolatile(q)) this.st.unstored++;
     } catch (e) {
       this.log.error({ err: (e as Error).message }, 'answers not sent: no seq numbers left without a disk write');
     }

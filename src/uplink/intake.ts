@@ -27,7 +27,10 @@ export const DEFAULT_MAX_LIVE_DISPATCHES = 100;
 export interface IntakeOptions {
   root: string;
   settings: () => UplinkSettings;
+  /** Calendar time: what a dispatch's `start`, `expiresAt` and `issuedAt` are compared with. */
   nowMs: () => number;
+  /** Monotonic time: the refill of the invalid-answer rate limit (a wall step back must not stop it). */
+  monoMs: () => number;
   log: UplinkLog;
   stats: UplinkStats;
   onCommand: (cmd: DispatchCommand) => void;
@@ -156,7 +159,7 @@ export class DispatchIntake {
   /** Answer a refused payload ourselves, through the outbox; rate-limited so a flood cannot fill it. */
   private answerInvalid(topic: string, source: string, r: { id: string | null; reason: IntakeReason; field?: string; message: string }, replyTo: ReplyRoute | undefined): void {
     this.o.stats.invalid++;
-    const now = this.o.nowMs();
+    const now = this.o.monoMs();
     this.tokens = Math.min(this.o.invalidAnswersBurst, this.tokens + (Math.max(0, now - this.tokensAtMs) / 1000) * this.o.invalidAnswersPerS);
     this.tokensAtMs = now;
     const answered = this.tokens >= 1;

@@ -12,7 +12,7 @@ import { brokerSkip, startBroker } from '../helpers/broker.ts';
 import { dbIn, ledgerMsg, record, responseMsg, T0, tempDir } from '../store/helpers.ts';
 import { connectAggregator, quietLog, sleep, uplinkConfig, waitFor } from './helpers.ts';
 
-const wall = { nowMs: () => T0 };
+const wall = { wallMs: () => T0 };
 
 function uplinkOn(store: Store, url: string, deviceId: string, timer?: VirtualClock): Uplink {
   return createUplink({

@@ -14,7 +14,7 @@ import type { OutboundMessage } from '../../src/contract.ts';
 import { MemoryOutbox } from './memory-outbox.ts';
 import { connectAggregator, quietLog, uplinkConfig, waitFor } from './helpers.ts';
 
-const clock = { nowMs: () => Date.now() };
+const clock = { wallMs: () => Date.now() };
 const fast = { reconnectMinMs: 100, reconnectMaxMs: 1000, log: quietLog };
 
 function device(url: string, id: string, extra: Record<string, unknown> = {}, outbox = new MemoryOutbox()) {

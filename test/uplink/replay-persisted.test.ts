@@ -33,7 +33,7 @@ test('signed dispatch replay protection does not survive a restart: after a rest
       const l = { commands: [] as DispatchCommand[], invalid: [] as InvalidDispatch[] };
       lives.push(l);
       const uplink = createUplink({
-        config: uplinkConfig('dev-replay', broker.url, { dispatchPublicKey: pem }), outbox: store.outbox, clock: { nowMs: () => Date.now() }, log: quietLog,
+        config: uplinkConfig('dev-replay', broker.url, { dispatchPublicKey: pem }), outbox: store.outbox, clock: { wallMs: () => Date.now() }, log: quietLog,
         replay: store.replay, onCommand: (c) => l.commands.push(c), onInvalid: (i) => l.invalid.push(i),
       } as Parameters<typeof createUplink>[0]);
       await uplink.start();
@@ -83,7 +83,7 @@ test('5,000 valid dispatches in a flood: beyond the live-dispatch bound they are
   const invalid: InvalidDispatch[] = [];
   // the core takes nothing in during the flood (its next tick has not come): the live count stays 0
   const uplink = createUplink({
-    config: uplinkConfig('dev-flood', broker.url), outbox, clock: { nowMs: () => Date.now() }, log: quietLog,
+    config: uplinkConfig('dev-flood', broker.url), outbox, clock: { wallMs: () => Date.now() }, log: quietLog,
     onCommand: (c) => commands.push(c), onInvalid: (i) => invalid.push(i), liveDispatches: () => 0, maxLiveDispatches: 50,
   } as Parameters<typeof createUplink>[0]);
   const agg = await connectAggregator(broker.url, []);

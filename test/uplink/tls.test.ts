@@ -37,15 +37,15 @@ test('TLS: connects with the right CA and client certificate; refuses a server c
   }
   const tls = { ca: pki.caCert, cert: pki.clientCert, key: pki.clientKey };
   const good = createUplink({
-    config: uplinkConfig('dev-tls', `mqtts://127.0.0.1:${b.goodPort}`, { tls }), outbox: new MemoryOutbox(), clock: { nowMs: () => Date.now() },
+    config: uplinkConfig('dev-tls', `mqtts://127.0.0.1:${b.goodPort}`, { tls }), outbox: new MemoryOutbox(), clock: { wallMs: () => Date.now() },
     log: quietLog, reconnectMinMs: 100, reconnectMaxMs: 500, onCommand: () => {},
   });
   const rogue = createUplink({
-    config: uplinkConfig('dev-tls-rogue', `mqtts://127.0.0.1:${b.roguePort}`, { tls }), outbox: new MemoryOutbox(), clock: { nowMs: () => Date.now() },
+    config: uplinkConfig('dev-tls-rogue', `mqtts://127.0.0.1:${b.roguePort}`, { tls }), outbox: new MemoryOutbox(), clock: { wallMs: () => Date.now() },
     log: quietLog, reconnectMinMs: 100, reconnectMaxMs: 300, onCommand: () => {},
   });
   const noCert = createUplink({
-    config: uplinkConfig('dev-tls-nocert', `mqtts://127.0.0.1:${b.goodPort}`, { tls: { ca: pki.caCert } }), outbox: new MemoryOutbox(), clock: { nowMs: () => Date.now() },
+    config: uplinkConfig('dev-tls-nocert', `mqtts://127.0.0.1:${b.goodPort}`, { tls: { ca: pki.caCert } }), outbox: new MemoryOutbox(), clock: { wallMs: () => Date.now() },
     log: quietLog, reconnectMinMs: 100, reconnectMaxMs: 300, onCommand: () => {},
   });
   const agg = await connectAggregator(b.broker.url, ['wallbox/dev-tls/ledger']);
@@ -76,7 +76,7 @@ test('TLS: a missing certificate file is reported, retried, and never throws', a
   const port = await freePort();
   const u = createUplink({
     config: uplinkConfig('dev-tls-missing', `mqtts://127.0.0.1:${port}`, { tls: { ca: '/nonexistent/ca.pem' } }), outbox: new MemoryOutbox(),
-    clock: { nowMs: () => Date.now() }, log: quietLog, reconnectMinMs: 50, reconnectMaxMs: 100, onCommand: () => {},
+    clock: { wallMs: () => Date.now() }, log: quietLog, reconnectMinMs: 50, reconnectMaxMs: 100, onCommand: () => {},
   });
   try {
     await u.start();
