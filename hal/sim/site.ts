@@ -10,6 +10,7 @@ import { DEFAULT_FORMING_EXIT_DELAY_MS, SimInverter, type SimInverterOptions } f
 import { SimLine } from './lines.ts';
 import { BoundedLog } from './bounded-log.ts';
 import { SafetyMonitor } from './safety-monitor.ts';
+import { zoneOffsetMs } from '../../src/control/time.ts';
 
 export type LoadProfile = number | [atS: number, powerW: number][];
 
@@ -31,6 +32,39 @@ export interface SimSiteOptions {
   gridSenseDebounceMs?: number;
   /** Reconnect delay the safety monitor judges contactor closes against, s (default 300). */
   reconnectDelayS?: number;
+  /** Rooftop PV on the house side of the grid meter (a clear-sky day; none when absent). */
+  pv?: SimPvOptions;
+}
+
+/**
+ * A clear-sky PV day: AC output `peakW × performanceRatio × sin(π·x)^1.5` between sunrise and sunset in
+ * local time (x = fraction of the daylight passed), 0 at night. The sine is the sun's elevation over a
+ * day; the power 1.5 the longer path through the air at a low sun. A grid-following PV inverter stops
+ * when the grid is gone (anti-islanding, EN 50549 / VDE-AR-N 4105), so the model gives 0 then.
+ */
+export interface SimPvOptions {
+  /** Installed peak power, Wp (a "6 kWp" system: 6000). */
+  peakW: number;
+  /** AC out at noon per Wp installed (inverter, heat, soiling losses); default 0.85. */
+  performanceRatio?: number;
+  /** Local times "HH:MM" in `timeZone`; default "06:00" and "21:00" (a June day in central Europe). */
+  sunrise?: string;
+  sunset?: string;
+  /** IANA zone of sunrise/sunset; default UTC. */
+  timeZone?: string;
+}
+
+/** Energy through the site's connection point and where the car's energy came from, Wh (from the devices' physics). */
+export interface SiteEnergy {
+  pvWh: number;
+  /** PV used in the house (the house's load first, then the car). */
+  pvToHouseWh: number;
+  pvToCarWh: number;
+  /** Energy into the car (AC) from the grid, and from the car into the house and the grid. */
+  gridToCarWh: number;
+  carToHouseWh: number;
+  gridImportWh: number;
+  gridExportWh: number;
 }
 
 /** A contactor that no longer follows its coil: welded closed, or unable to close. */
@@ -96,6 +130,9 @@ export class SimSite {
   private contact = true;
   private stuck?: ContactorStuck;
   readonly totals: SiteTotals = { outageS: 0, outageServedS: 0, unservedWh: 0, essentialUnservedWh: 0, servedWh: 0 };
+  readonly energy: SiteEnergy = { pvWh: 0, pvToHouseWh: 0, pvToCarWh: 0, gridToCarWh: 0, carToHouseWh: 0, gridImportWh: 0, gridExportWh: 0 };
+  private readonly pv?: { peakW: number; ratio: number; riseMin: number; setMin: number; timeZone: string };
+  private pvOffset?: { hour: number; offsetMs: number };
   private readonly startMs: number;
   private readonly profile: LoadProfile;
   private readonly pvProfile?: LoadProfile;
@@ -118,6 +155,10 @@ export class SimSite {
     this.inverter = new SimInverter({ ...o.inverter, formingExitDelayMs: o.inverter.formingExitDelayMs ?? DEFAULT_FORMING_EXIT_DELAY_MS }, this.car, o.clock);
     this.link = new SimVehicleLink(this.car, o.clock);
     this.profile = o.houseLoadW;
+    if (o.pv && o.pv.peakW > 0) {
+      const minutes = (hhmm: string) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
+      this.pv = { peakW: o.pv.peakW, ratio: o.pv.performanceRatio ?? 0.85, riseMin: minutes(o.pv.sunrise ?? '06:00'), setMin: minutes(o.pv.sunset ?? '21:00'), timeZone: o.pv.timeZone ?? 'UTC' };
+    }
     this.pvProfile = o.pvW;
     this.phases = o.phases ?? 3;
     this.chargerPhases = o.chargerPhases ?? (this.phases === 1 ? [1] : [1, 2, 3]);
@@ -222,13 +263,27 @@ export class SimSite {
 
   /** Whether the site has PV. */
   get hasPv(): boolean {
-    return this.pvProfile !== undefined;
+    return this.pvProfile !== undefined || this.pv !== undefined;
   }
 
   /** PV production now, W (>= 0); none while the house is cut off from the grid (anti-islanding). */
   pvPowerW(): number {
-    if (this.pvProfile === undefined || !(this.gridUp && this.contact)) return 0;
+    if (!(this.gridUp && this.contact)) return 0;
+    if (this.pv) return this.clearSkyW(this.pv);
+    if (this.pvProfile === undefined) return 0;
     return Math.max(0, this.profileAt(this.pvProfile));
+  }
+
+  /** The clear-sky day (`SimPvOptions`) at this local time, W. */
+  private clearSkyW(pv: NonNullable<SimSite['pv']>): number {
+    const wall = this.clock.wallMs();
+    const hour = Math.floor(wall / 3_600_000);
+    // the zone's offset changes at most on the hour: looked up once an hour, not once a tick
+    if (this.pvOffset?.hour !== hour) this.pvOffset = { hour, offsetMs: zoneOffsetMs(wall, pv.timeZone) };
+    const dayMin = ((((wall + this.pvOffset.offsetMs) / 60_000) % 1440) + 1440) % 1440;
+    const x = (dayMin - pv.riseMin) / (pv.setMin - pv.riseMin);
+    if (!(x > 0 && x < 1)) return 0;
+    return pv.peakW * pv.ratio * Math.sin(Math.PI * x) ** 1.5;
   }
 
   /**
@@ -289,6 +344,7 @@ export class SimSite {
     const islandLoadW = !this.contact ? demandW : !this.gridUp ? demandW + this.inverter.maxDischargeW : 0;
     this.inverter.step(dtS, { gridOnBus, islandLoadW });
     this.monitor.sampleSoc(this.car.socPct, this.inverter.acPowerW);
+    if (gridOnBus) this.meterEnergy(dtS, demandW);
     const gridW = this.gridPowerW();
     if (gridW > 0) this.meterTotals.importedWh += (gridW * dtS) / 3600;
     else this.meterTotals.exportedWh += (-gridW * dtS) / 3600;
@@ -302,6 +358,27 @@ export class SimSite {
       this.totals.unservedWh += (Math.max(0, wantedW - servedW) * dtS) / 3600;
       this.totals.essentialUnservedWh += (Math.max(0, essentialW - servedW) * dtS) / 3600;
     }
+  }
+
+  /**
+   * Where the energy of one step went, on the grid: PV serves the house first, then the car, the rest is
+   * exported; the grid makes up what the car takes beyond the PV; a discharging car serves the house first.
+   */
+  private meterEnergy(dtS: number, houseW: number): void {
+    const h = dtS / 3600;
+    const pvW = this.pvPowerW();
+    const carW = this.inverter.acPowerW;
+    const pvHouseW = Math.min(pvW, houseW);
+    const pvCarW = Math.min(pvW - pvHouseW, Math.max(0, carW));
+    const e = this.energy;
+    e.pvWh += pvW * h;
+    e.pvToHouseWh += pvHouseW * h;
+    e.pvToCarWh += pvCarW * h;
+    e.gridToCarWh += (Math.max(0, carW) - pvCarW) * h;
+    e.carToHouseWh += Math.min(Math.max(0, -carW), houseW - pvHouseW) * h;
+    const gridW = houseW + carW - pvW;
+    e.gridImportWh += Math.max(0, gridW) * h;
+    e.gridExportWh += Math.max(0, -gridW) * h;
   }
 
   /** Step the physics on the clock every `periodMs` (for real-time runs). */

@@ -87,6 +87,31 @@ export interface Config {
   simulation: SimulationConfig;
   /** Temporary homeowner overrides (quick actions), each with an end: src/homeowner/overrides.ts. */
   overrides?: OverridesConfig;
+  /** How the car charges on its own: the mode and solar surplus charging (docs/solar.md). */
+  charge?: ChargeConfig;
+}
+
+/** `charge.mode`: what the wallbox charges the car for on its own (src/control/surplus.ts). */
+export type ChargeMode = 'off' | 'now' | 'target' | 'minpv' | 'pv';
+
+export interface ChargeConfig {
+  mode: ChargeMode;
+  /** The least AC power the charger can run at, W (IEC 61851-1: 6 A a phase, 1380 W on one phase). */
+  minPowerW: number;
+  /** Surplus that starts surplus charging, W; null = `minPowerW`. */
+  startSurplusW: number | null;
+  /** Grid import at the minimum power that stops surplus charging, W (evcc disable threshold 0). */
+  stopImportW: number;
+  /** The start condition must hold this long, s (evcc: 1 min). */
+  enableDelayS: number;
+  /** The stop condition must hold this long, s (evcc: 3 min). */
+  disableDelayS: number;
+  /** Least time between switching surplus charging on and off, s (evcc guard: 5 min). */
+  guardS: number;
+  /** Export kept at the grid connection while following the surplus, W (evcc residualPower). */
+  residualPowerW: number;
+  /** Surplus charging stops at this SoC, % (the car's own maximum still applies). */
+  surplusMaxSocPct: number;
 }
 
 /**
@@ -118,4 +143,4 @@ export interface SimulationConfig {
 }
 
 /** The part of the config the pure control core reads. */
-export type ControlSettings = Pick<Config, 'vehicle' | 'backup' | 'site' | 'control' | 'timezone' | 'overrides'>;
+export type ControlSettings = Pick<Config, 'vehicle' | 'backup' | 'site' | 'control' | 'timezone' | 'overrides' | 'charge'>;

@@ -16,6 +16,7 @@ import {
 import { issuesKey, issuesMessage, sanitizeSnapshot } from './sanitize.ts';
 import { assessGrid, inverterFresh, type GridView } from './grid-loss.ts';
 import { contactorMayBeOpen, interlock } from './interlock.ts';
+import { ownCharge, surplusOff } from './surplus.ts';
 import { calendarMs } from './time.ts';
 import { floorsWithOverrides, overrideChargeReason, overridesInForce } from './overrides.ts';
 import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, ReasonCode, RestoredState, Snapshot } from './types.ts';
@@ -293,6 +294,8 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   let loadTiersOn = b.loadTiersOn;
   let chargeLatched = m.chargeLatched && s.vehicle.connected && (soc === undefined || soc < dep.targetSocPct);
   let blockReason: string | undefined;
+  // surplus charging is off unless the car's own charging below keeps it on
+  let surplus = surplusOff(m.surplus, nowMs);
 
   if (inFault) {
     mode = 'fault';
@@ -346,11 +349,18 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
       reasons.push(`dispatch ${active.id}`);
     } else {
       const need = overrideCharge ? { reason: overrideCharge, latched: chargeLatched } : chargingNeed(s, c, soc, dep.targetSocPct, dep.atMs, f.departureFloorPct, chargeLatched);
-      chargeLatched = need.latched;
-      if (need.reason && limits.maxChargeW > 0) {
-        setpointW = limits.maxChargeW;
+      // the charge mode and the solar surplus (surplus.ts): the grid need as the mode allows it, then the sun
+      const own = ownCharge(s, c, m.surplus, nowMs, {
+        socPct: soc, targetSocPct: dep.targetSocPct, maxChargeW: limits.maxChargeW,
+        need, needWith: (strategy) => chargingNeed(s, { ...c, vehicle: { ...c.vehicle, chargeStrategy: strategy } }, soc, dep.targetSocPct, dep.atMs, f.departureFloorPct, chargeLatched),
+      });
+      chargeLatched = own.latched;
+      surplus = own.memory;
+      events.push(...own.events);
+      if (own.setpointW > 0 && limits.maxChargeW > 0) {
+        setpointW = Math.min(own.setpointW, limits.maxChargeW);
         mode = 'charge';
-        reasons.push(need.reason);
+        reasons.push(own.reason ?? 'surplus');
       } else mode = 'idle';
     }
     if (grid.zeroReason) {
@@ -449,6 +459,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     gridLoss: grid.alarmSinceMs !== undefined || trip ? { alarmSinceMs: grid.alarmSinceMs, trip } : undefined,
     lastGridForming: gridForming,
     formingOffAtMs: gridForming ? undefined : formingOffAtMs,
+    surplus,
   };
 
   return {

@@ -9,5 +9,6 @@ export function controlSettings(c: Config): ControlSettings {
     control: c.control,
     timezone: c.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'UTC',
     overrides: c.overrides,
+    charge: c.charge,
   };
 }
