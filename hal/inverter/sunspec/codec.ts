@@ -59,7 +59,7 @@ export interface ModelLayout {
 }
 
 /** Models this package carries definitions for. */
-export const KNOWN_MODEL_IDS = [1, 124, 701, 702, 703, 704, 713, 802] as const;
+export const KNOWN_MODEL_IDS = [1, 101, 102, 103, 124, 201, 202, 203, 204, 211, 212, 213, 214, 701, 702, 703, 704, 713, 802] as const;
 
 /** Largest register count one read may ask for (Modbus FC 3). */
 export const MAX_READ_REGISTERS = 125;

@@ -21,10 +21,16 @@ import { discover, DiscoveryError, END_MODEL_ID, SUNS_MARKER, type DeviceMap } f
 import { encodeWrite, GarbageError, num, UnrepresentableError, type ControlIo, type ModelAt, type PowerControl } from './model-io.ts';
 import { planReads, type RegisterSpan } from './plan.ts';
 import { describeLink, errText, ModbusError, ModbusTransport, type ModbusLink } from './transport.ts';
+import type { ModbusChannel } from '../../modbus/bus.ts';
 import { MAX_READ_REGISTERS } from './codec.ts';
 
 export interface SunspecDriverOptions {
   link: ModbusLink;
+  /**
+   * The connection to use, when the device shares its bus with another (hal/modbus/bus.ts); default: a
+   * connection of its own to `link`.
+   */
+  channel?: ModbusChannel;
   /** SunSpec base register; undefined/null = probe 40000, 0, 50000. */
   base?: number | null;
   timeoutMs: number;
@@ -109,7 +115,7 @@ export class SunspecInverter implements InverterPort {
   readonly kind = 'inverter' as const;
   identity?: SunspecIdentity;
   deviceMap?: DeviceMap;
-  private readonly transport: ModbusTransport;
+  private readonly transport: ModbusChannel;
   private readonly name: string;
   private readonly callBoundMs: number;
   private readonly openBoundMs: number;
@@ -157,7 +163,7 @@ export class SunspecInverter implements InverterPort {
 
   constructor(private readonly o: SunspecDriverOptions) {
     this.name = `SunSpec inverter ${describeLink(o.link)}`;
-    this.transport = new ModbusTransport(o.link, {
+    this.transport = o.channel ?? new ModbusTransport(o.link, {
       timeoutMs: o.timeoutMs,
       retries: o.retries,
       clock: o.clock,
@@ -176,7 +182,7 @@ export class SunspecInverter implements InverterPort {
   }
 
   /** Reads, writes and registers put on the wire so far (retries included). */
-  get busStats(): Readonly<ModbusTransport['stats']> {
+  get busStats(): Readonly<ModbusChannel['stats']> {
     return { ...this.transport.stats };
   }
 

@@ -83,16 +83,19 @@ export class ModbusTransport {
     await this.enqueue(() => this.doConnect());
   }
 
-  /** FC 3, `count` <= 125 registers. */
-  readHolding(address: number, count: number): Promise<number[]> {
-    return this.enqueue(() => this.withRetries({ fc: 3, address, count }, async (c) => (await c.readHoldingRegisters(address, count)).data));
+  /**
+   * FC 3, `count` <= 125 registers. `unitId` addresses another device on the same bus or gateway
+   * (default: the link's); requests stay serialised, one on the wire at a time, whichever unit they are for.
+   */
+  readHolding(address: number, count: number, unitId?: number): Promise<number[]> {
+    return this.enqueue(() => this.withRetries({ fc: 3, address, count }, async (c) => (await c.readHoldingRegisters(address, count)).data, unitId));
   }
 
-  /** FC 16, `values.length` <= 123 registers. */
-  writeHolding(address: number, values: number[]): Promise<void> {
+  /** FC 16, `values.length` <= 123 registers; `unitId` as for `readHolding`. */
+  writeHolding(address: number, values: number[], unitId?: number): Promise<void> {
     return this.enqueue(() => this.withRetries({ fc: 16, address, count: values.length }, async (c) => {
       await c.writeRegisters(address, values);
-    }));
+    }, unitId));
   }
 
   /** Drop the connection; the next request reconnects (subject to backoff). */
@@ -183,8 +186,9 @@ export class ModbusTransport {
     return this.client!;
   }
 
-  private async withRetries<T>(req: { fc: 3 | 16; address: number; count: number }, fn: (c: ModbusClient) => Promise<T>): Promise<T> {
-    const what = `${req.fc === 3 ? 'reading' : 'writing'} ${req.count} register${req.count === 1 ? '' : 's'} at ${req.address}`;
+  private async withRetries<T>(req: { fc: 3 | 16; address: number; count: number }, fn: (c: ModbusClient) => Promise<T>, unitId?: number): Promise<T> {
+    const unit = unitId ?? this.link.unitId;
+    const what = `${req.fc === 3 ? 'reading' : 'writing'} ${req.count} register${req.count === 1 ? '' : 's'} at ${req.address}${unit !== this.link.unitId ? ` of unit ${unit}` : ''}`;
     let last: ModbusError | undefined;
     // a device that closes the connection after each answer (some gateways do) costs the next request its
     // connection: that request gets one fresh connection without spending a retry
@@ -197,6 +201,8 @@ export class ModbusTransport {
         const err = e instanceof ModbusError ? e : new ModbusError('disconnected', errText(e));
         throw new ModbusError('disconnected', `${err.message} (${what})`, req);
       }
+      // the unit is per request: one connection serves every device on the bus, in turn
+      c.setID(unit);
       this.requestCount++;
       if (req.fc === 3) {
         this.stats.reads++;
