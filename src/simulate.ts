@@ -56,6 +56,8 @@ export interface Scenario {
   config?: Record<string, unknown>;
   houseLoadW?: number | [number, number][];
   sheddableLoadsW?: number[];
+  /** Rooftop PV: a clear-sky day of this peak; sunrise and sunset "HH:MM" in the scenario's zone. */
+  pv?: { peakW: number; performanceRatio?: number; sunrise?: string; sunset?: string };
   contactorDelayMs?: number;
   durationS: number;
   events?: ScenarioEvent[];
@@ -69,6 +71,11 @@ export interface SimulationSample {
   powerW: number;
   setpointW: number;
   houseLoadW: number;
+  /** PV production and grid power at the connection point (positive = import), W. */
+  pvW: number;
+  gridW: number;
+  /** Load-shed tiers switched off (1-based). */
+  shedTiers: number[];
   effectiveFloorPct: number;
   dischargeFloorPct: number;
   backupFloorPct: number;
@@ -91,6 +98,18 @@ export interface SimulationSummary {
   unservedWh: number;
   essentialUnservedWh: number;
   hoursCovered: number;
+  /** PV produced, Wh (0 without PV). */
+  pvWh: number;
+  /** Where the car's energy came from (AC side), Wh: PV beyond the house's own load, and the grid. */
+  carFromPvWh: number;
+  carFromGridWh: number;
+  /** Energy at the grid connection point, Wh. */
+  gridImportWh: number;
+  gridExportWh: number;
+  /** PV used on site (house and car) / PV produced, %; null without PV. */
+  selfConsumptionPct: number | null;
+  /** Reward for the energy delivered to dispatches at `reward.ratePerKWh`, in `reward.currency`; null without a rate. */
+  reward: { amount: number; currency: string } | null;
   dispatches: { id: string; status: string; reason: string | null; deliveredWh: number | null }[];
   departures: { at: string; socPct: number; targetPct: number }[];
   modes: Record<string, number>;
@@ -368,6 +387,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     },
     houseLoadW: sc.houseLoadW ?? 0,
     sheddableLoadsW: sc.sheddableLoadsW,
+    pv: sc.pv ? { ...sc.pv, timeZone: config.timezone ?? 'UTC' } : undefined,
     contactorDelayMs: sc.contactorDelayMs ?? 50,
     reconnectDelayS: config.backup.reconnectDelayS,
   });
@@ -411,7 +431,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
       nextSampleMs = now + sampleEveryS * 1000;
       samples.push({
         t: (now - startMs) / 1000, socPct: site.car.connected ? Math.round(soc * 100) / 100 : null, powerW: Math.round(site.inverter.acPowerW),
-        setpointW: plan.setpointW, houseLoadW: site.houseDemandW(), effectiveFloorPct: Math.round(plan.floors.effectiveFloorPct * 100) / 100,
+        setpointW: plan.setpointW, houseLoadW: site.houseDemandW(), pvW: Math.round(site.pvPowerW()), gridW: Math.round(site.gridPowerW()), shedTiers: plan.backup.shedTiers, effectiveFloorPct: Math.round(plan.floors.effectiveFloorPct * 100) / 100,
         dischargeFloorPct: plan.floors.dischargeFloorPct, backupFloorPct: plan.floors.backupFloorPct, gridUp: site.gridUp, mode: plan.mode,
       });
     }
@@ -462,6 +482,13 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     unservedWh: round1(t.unservedWh),
     essentialUnservedWh: round1(t.essentialUnservedWh),
     hoursCovered: round1(t.outageServedS / 3600),
+    pvWh: round1(site.energy.pvWh),
+    carFromPvWh: round1(site.energy.pvToCarWh),
+    carFromGridWh: round1(site.energy.gridToCarWh),
+    gridImportWh: round1(site.energy.gridImportWh),
+    gridExportWh: round1(site.energy.gridExportWh),
+    selfConsumptionPct: site.energy.pvWh > 0 ? round1(((site.energy.pvToHouseWh + site.energy.pvToCarWh) / site.energy.pvWh) * 100) : null,
+    reward: rewardFor(config, [...dispatchFinal.values()]),
     dispatches: [...dispatchFinal.values()].map((r) => ({ id: r.id, status: r.status, reason: r.reason ?? null, deliveredWh: r.deliveredWh ?? null })),
     departures,
     modes,
@@ -573,6 +600,14 @@ function applyEvent(e: ScenarioEvent, site: SimSite, proc: SimulatedProcess, clo
   proc.whenStarted((rt) => rt.requestTick());
 }
 
+/** What the dispatches delivered is worth at the configured rate (kWh delivered × rate), or null without one. */
+function rewardFor(config: Config, finals: DispatchResponse[]): SimulationSummary['reward'] {
+  const rate = config.reward.ratePerKWh;
+  if (rate === null || rate === undefined) return null;
+  const wh = finals.reduce((a, r) => a + (r.deliveredWh ?? 0), 0);
+  return { amount: Math.round((wh / 1000) * rate * 100) / 100, currency: config.reward.currency };
+}
+
 function round1(x: number): number {
   return Math.round(x * 10) / 10;
 }
@@ -584,6 +619,10 @@ export function formatSummary(s: SimulationSummary): string {
     `energy       exported ${s.exportedWh} Wh, imported ${s.importedWh} Wh (AC side); car side ${s.carSideWh} Wh`,
     `SoC          min ${s.minSocPct} %, final ${s.finalSocPct} %, floor breaches ${s.floorBreaches}`,
     `outage       ${s.outageS} s, served ${s.outageServedS} s (${s.hoursCovered} h), unserved ${s.unservedWh} Wh (essential ${s.essentialUnservedWh} Wh)`,
+    ...(s.pvWh > 0 || s.carFromGridWh > 0
+      ? [`solar        PV ${s.pvWh} Wh, self-consumed ${s.selfConsumptionPct ?? '-'} %; the car took ${s.carFromPvWh} Wh from PV and ${s.carFromGridWh} Wh from the grid; grid import ${s.gridImportWh} Wh, export ${s.gridExportWh} Wh`]
+      : []),
+    ...(s.reward ? [`reward       ${s.reward.amount} ${s.reward.currency} for the energy delivered to dispatches`] : []),
     `modes        ${Object.entries(s.modes).map(([m, n]) => `${m} ${n}`).join(', ')}`,
     `islanding    ${s.islandings} islandings, unsafe contactor closes ${s.unsafeContactorCloses}, backfeed ${s.backfeedS} s, grid loss to contactor open max ${s.maxGridLossToContactorOpenMs ?? '-'} ms, dark with the grid up ${s.darkWithGridS} s${s.restarts ? `, ${s.restarts} restarts` : ''}`,
   ];
