@@ -17,7 +17,6 @@ import { issuesKey, issuesMessage, sanitizeSnapshot } from './sanitize.ts';
 import { assessGrid, inverterFresh, type GridView } from './grid-loss.ts';
 import { contactorMayBeOpen, interlock } from './interlock.ts';
 import { ownCharge, surplusOff } from './surplus.ts';
-import { ownCharge, surplusOff } from './surplus.ts';
 import { calendarMs } from './time.ts';
 import { floorsWithOverrides, overrideChargeReason, overridesInForce } from './overrides.ts';
 import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, ReasonCode, RestoredState, Snapshot } from './types.ts';
@@ -460,7 +459,6 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     gridLoss: grid.alarmSinceMs !== undefined || trip ? { alarmSinceMs: grid.alarmSinceMs, trip } : undefined,
     lastGridForming: gridForming,
     formingOffAtMs: gridForming ? undefined : formingOffAtMs,
-    surplus,
     surplus,
   };
 

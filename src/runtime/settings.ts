@@ -10,6 +10,5 @@ export function controlSettings(c: Config): ControlSettings {
     timezone: c.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'UTC',
     overrides: c.overrides,
     charge: c.charge,
-    charge: c.charge,
   };
 }
