@@ -17,6 +17,7 @@ const USAGE = `usage: wallbox <command> [options]
                                            the dispatch ledger
   simulate SCENARIO.json [--plot FILE.svg] [--json]
                                            run a scenario under the virtual clock
+  ui password [--config FILE]              set the web page's password (docs/web.md)
 `;
 
 class UsageError extends Error {}
@@ -56,6 +57,9 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         return await ledgerCommand(rest, io);
       case 'simulate':
         return await simulateCommand(rest, io);
+      case 'ui':
+        // `wallbox ui password`: the web page's password (src/ui/cli-password.ts)
+        return await (await import('./ui/cli-password.ts')).uiCommand(rest, io);
       case undefined:
       case 'help':
       case '--help':

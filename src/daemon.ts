@@ -110,6 +110,7 @@ interface Stoppable {
   uplink?: Uplink;
   hw?: Hardware;
   statusServer?: { close(): unknown };
+  ui?: { close(): Promise<void>; apply(c: Config): Promise<void> };
 }
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
@@ -155,6 +156,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     clearTimeout(timers.reload);
     watcher?.close();
     // 1. power to zero and the contactor where the islanding rules want it (the runtime's own stop)
+    // 0. the web page takes no more changes
+    if (parts.ui) await bounded('web page', STOP_STEP_MS.statusSocket, () => parts.ui!.close());
     if (parts.runtime) await bounded('runtime (power to zero, contactor)', STOP_STEP_MS.runtime, () => parts.runtime!.stop());
     // 2. everything the last ticks wrote, durably; a store that cannot close (read-only file system) is logged
     if (parts.store) await bounded('store flush and close', STOP_STEP_MS.store, () => parts.store!.close());
@@ -277,6 +280,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       running = effectiveConfig(running, next, restartNeeded);
       config = running;
       if (applied.length) rt.applyConfig(running);
+      if (applied.some((k) => k.startsWith('ui.'))) void parts.ui?.apply(running);
       const note = restartNeeded.join(', ');
       if (restartNeeded.length && note !== lastRestartNote)
         rt.emit({ kind: 'config', severity: 'warning', message: `config changes that take effect only after a restart (systemctl restart wallbox): ${note}` });
@@ -291,8 +295,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   };
 
   const socketPath = statusSocketPath(config.storage.path);
+  // the status answer, also read by the web page
+  let answerLocal: ((req: { cmd?: unknown }) => Promise<unknown>) | undefined;
   try {
-    parts.statusServer = await serveStatus(socketPath, async (req) => {
+    parts.statusServer = await serveStatus(socketPath, (answerLocal = async (req) => {
       if (req.cmd === 'status') {
         let totals: unknown = null;
         try {
@@ -312,9 +318,23 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       }
       if (req.cmd === 'reload') return reload('wallbox config set');
       return { error: `unknown request ${JSON.stringify(req.cmd)}` };
-    });
+    }));
   } catch (e) {
     log('warn', `status socket not available: ${(e as Error).message}`);
+  }
+
+  // ---- the local web page (src/ui, docs/web.md): served while ui.listen is set, moved or stopped on a reload ----
+  try {
+    const { UiHost } = await import('./ui/server.ts');
+    const ui = new UiHost({
+      configPath: cfgPath, config: () => running, clock, reload, log,
+      status: async () => (await answerLocal!({ cmd: 'status' })) as Record<string, unknown>,
+      dispatches: () => rt.memorySnapshot().dispatches,
+    });
+    parts.ui = ui;
+    await ui.apply(running);
+  } catch (e) {
+    log('warn', `web page not available: ${(e as Error)?.message ?? String(e)}`);
   }
 
   const watchConfig = () => {
