@@ -22,6 +22,7 @@ import { openStore, type Store } from './store/index.ts';
 import { createUplink, type Uplink } from './uplink/client.ts';
 import type { RewardSettings } from './store/reward.ts';
 import { createNotifier, statusMessage } from './sd-notify.ts';
+import { listOverrides, zoneOf } from './homeowner/overrides.ts';
 
 export const VERSION = '0.1.0';
 
@@ -45,13 +46,18 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   /** Hardware build options (tests: a GPIO stand-in). */
   build?: BuildOptions;
+  /** Least severity logged (`wallbox run --log-level`, WALLBOX_LOG_LEVEL); default info. */
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }
 
-type Level = 'info' | 'warn' | 'error';
+type Level = 'debug' | 'info' | 'warn' | 'error';
+const LEVEL_RANK: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+let minLevel: Level = 'info';
 
 function log(level: Level, msg: string): void {
+  if (LEVEL_RANK[level] < LEVEL_RANK[minLevel]) return;
   const line = `${new Date().toISOString()} ${level.padEnd(5)} ${msg}\n`;
-  (level === 'info' ? process.stdout : process.stderr).write(line);
+  (level === 'info' || level === 'debug' ? process.stdout : process.stderr).write(line);
 }
 
 export function statusLine(s: RuntimeStatus): string {
@@ -115,6 +121,9 @@ interface Stoppable {
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const env = opts.env ?? process.env;
+  minLevel = opts.logLevel ?? (['debug', 'info', 'warn', 'error'].includes(env.WALLBOX_LOG_LEVEL ?? '') ? (env.WALLBOX_LOG_LEVEL as Level) : 'info');
+  // a stop we asked for: the uplink's disconnect on the way out is expected, not a warning
+  let stopping = false;
   const cfgPath = opts.configPath ? resolve(opts.configPath) : localConfigPath(env);
   const notifier = createNotifier(env, (m) => log('warn', m));
   const parts: Stoppable = {};
@@ -150,6 +159,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       process.exit(process.exitCode ?? EXIT_FAILURE);
     }, STOP_BUDGET_MS);
     deadline.unref();
+    stopping = true;
     log('info', parts.runtime ? `${why}: stopping (power to zero)` : `${why}: stopping`);
     notifier.notify('STOPPING=1');
     for (const t of Object.values(timers)) clearInterval(t);
@@ -215,7 +225,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const hw = parts.hw;
   for (const line of hw.describe) log('info', line);
 
-  const uplinkLog = { info: (_o: object, m: string) => log('info', `uplink: ${m}`), warn: (o: object, m: string) => log('warn', `uplink: ${m} ${JSON.stringify(o)}`), error: (o: object, m: string) => log('error', `uplink: ${m} ${JSON.stringify(o)}`) };
+  const uplinkLog = { info: (_o: object, m: string) => log('info', `uplink: ${m}`), warn: (o: object, m: string) => log(stopping ? 'info' : 'warn', `uplink: ${m} ${JSON.stringify(o)}`), error: (o: object, m: string) => log('error', `uplink: ${m} ${JSON.stringify(o)}`) };
   let runtime: Runtime | undefined;
   const uplink: Uplink | undefined = config.uplink.url
     ? createUplink({
@@ -314,6 +324,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
           ...rt.status(), deviceId: running.deviceId, version: VERSION, faults,
           uplink: uplink ? { connected: uplink.connected(), outbox: store.outbox.size() } : null, totals,
           config: { path: cfgPath, restartNeeded: lastRestartNote ? lastRestartNote.split(', ') : [] },
+          timezone: zoneOf(running), overrides: listOverrides(running, clock.wallMs()),
         };
       }
       if (req.cmd === 'reload') return reload('wallbox config set');
