@@ -233,25 +233,39 @@ async function loadEarnings() {
 }
 
 // ---- history chart (hand-drawn SVG) -----------------------------------------------------------------
-function chart(node, points, { value, min, max, color, fill, floor, unit, down }) {
+function chart(node, points, { fromMs, toMs, pointMs, value, min, max, color, bars, floor, unit, down }) {
   node.replaceChildren();
   const W = 400, H = 200, L = 40, R = 6, T = 8, B = 24;
-  if (!points.length) { const t = svg('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle' }); t.textContent = 'no history yet (it is written every few minutes)'; node.append(t); return; }
-  const t0 = points[0].atMs, t1 = Math.max(points[points.length - 1].atMs, t0 + 1);
-  const X = (t) => L + ((W - L - R) * (t - t0)) / (t1 - t0);
-  const Y = (v) => T + ((H - T - B) * (max - v)) / (max - min);
+  const X = (t) => L + ((W - L - R) * (t - fromMs)) / Math.max(1, toMs - fromMs);
+  const Y = (v) => T + ((H - T - B) * (max - Math.max(min, Math.min(max, v)))) / (max - min);
   for (const v of [min, (min + max) / 2, max]) {
     node.append(svg('line', { x1: L, x2: W - R, y1: Y(v), y2: Y(v), stroke: '#334155' }));
     const t = svg('text', { x: 2, y: Y(v) + 4 }); t.textContent = `${Math.round(v)}${unit}`; node.append(t);
   }
-  if (down) for (const p of points) if (p.gridDown > 0) node.append(svg('rect', { x: X(p.atMs), y: T, width: Math.max(1, (W - L - R) / points.length), height: H - T - B, fill: '#ef4444', 'fill-opacity': 0.25 * p.gridDown + 0.1 }));
+  for (let i = 0; i <= 2; i++) {
+    const t = fromMs + ((toMs - fromMs) * i) / 2;
+    const lab = svg('text', { x: X(t), y: H - 6, 'text-anchor': i === 0 ? 'start' : i === 2 ? 'end' : 'middle' });
+    lab.textContent = state.range === '24h' ? timeText(t) : fmt({ month: 'short', day: 'numeric' }).format(new Date(t));
+    node.append(lab);
+  }
+  const w = Math.max(0.8, X(fromMs + pointMs) - X(fromMs));
+  if (down) for (const p of points) if (p.gridDown > 0) node.append(svg('rect', { class: 'grid-down', x: X(p.atMs), y: T, width: w, height: H - T - B, fill: '#ef4444', 'fill-opacity': 0.15 + 0.35 * p.gridDown }));
   if (typeof floor === 'number') node.append(svg('line', { x1: L, x2: W - R, y1: Y(floor), y2: Y(floor), stroke: '#ef4444', 'stroke-dasharray': '4 3' }));
+  if (!points.length) { const t = svg('text', { x: (L + W) / 2, y: H / 2, 'text-anchor': 'middle' }); t.textContent = 'no history yet (it is written every few minutes)'; node.append(t); return; }
+  if (bars) {
+    for (const p of points) { const v = value(p); if (v === null || v === undefined) continue; const y0 = Y(0), y1 = Y(v); node.append(svg('rect', { class: 'bar', x: X(p.atMs), y: Math.min(y0, y1), width: w, height: Math.max(0.5, Math.abs(y1 - y0)), fill: color })); }
+    return;
+  }
+  // a step line: each point holds its value over its bucket; a missing bucket is a gap
   let d = '';
-  let gap = true;
-  for (const p of points) { const v = value(p); if (v === null || v === undefined) { gap = true; continue; } d += `${gap ? 'M' : 'L'}${X(p.atMs).toFixed(1)},${Y(Math.max(min, Math.min(max, v))).toFixed(1)}`; gap = false; }
-  if (fill) node.append(svg('path', { d: `${d}L${X(t1).toFixed(1)},${Y(Math.max(min, 0))}L${X(t0).toFixed(1)},${Y(Math.max(min, 0))}Z`, fill: color, 'fill-opacity': 0.2, stroke: 'none' }));
-  node.append(svg('path', { d, fill: 'none', stroke: color, 'stroke-width': 1.5 }));
-  for (let i = 0; i <= 4; i++) { const t = t0 + ((t1 - t0) * i) / 4; const lab = svg('text', { x: X(t), y: H - 6, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }); lab.textContent = state.range === '24h' ? timeText(t) : fmt({ month: 'short', day: 'numeric' }).format(new Date(t)); node.append(lab); }
+  let prevEnd;
+  for (const p of points) {
+    const v = value(p);
+    if (v === null || v === undefined) { prevEnd = undefined; continue; }
+    d += `${prevEnd === p.atMs ? 'L' : 'M'}${X(p.atMs).toFixed(1)},${Y(v).toFixed(1)}L${X(p.atMs + pointMs).toFixed(1)},${Y(v).toFixed(1)}`;
+    prevEnd = p.atMs + pointMs;
+  }
+  node.append(svg('path', { class: 'line', d, fill: 'none', stroke: color, 'stroke-width': 2 }));
 }
 
 async function loadHistory() {
@@ -259,10 +273,11 @@ async function loadHistory() {
   if (r.status === 401) return showLogin('Log in to see this page.');
   state.tz = r.data.timezone;
   const pts = r.data.points;
-  chart($('#chart-soc'), pts, { value: (p) => p.socPct, min: 0, max: 100, color: '#38bdf8', floor: r.data.floorPct, unit: '%' });
-  const peak = Math.max(1000, ...pts.map((p) => Math.max(Math.abs(p.powerWMin), Math.abs(p.powerWMax))));
+  const span = { fromMs: r.data.fromMs, toMs: r.data.toMs, pointMs: r.data.pointMs };
+  chart($('#chart-soc'), pts, { ...span, value: (p) => p.socPct, min: 0, max: 100, color: '#38bdf8', floor: r.data.floorPct, unit: '%' });
+  const peak = Math.max(1000, ...pts.map((p) => Math.abs(p.powerW)));
   const kw = Math.ceil(peak / 1000);
-  chart($('#chart-power'), pts.map((p) => ({ ...p, kw: p.powerW / 1000 })), { value: (p) => p.kw, min: -kw, max: kw, color: '#a3e635', fill: true, unit: '', down: true });
+  chart($('#chart-power'), pts, { ...span, value: (p) => p.powerW / 1000, min: -kw, max: kw, color: '#a3e635', bars: true, unit: '', down: true });
   const outage = pts.filter((p) => p.gridDown > 0).length;
   $('#history-note').textContent = `${pts.length} points${outage ? `; red: grid down in ${outage} of them` : ''}. Newest data can be up to 5 minutes behind.`;
 }

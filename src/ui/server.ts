@@ -409,7 +409,12 @@ export class UiServer {
     const range = q.get('range') ?? '24h';
     if (!(range in RANGES)) throw new HttpError(400, `range: one of ${Object.keys(RANGES).join(', ')}`);
     const cfg = this.deps.config();
-    sendJson(res, 200, { range, points: this.queries.history(range as RangeName, this.deps.clock.nowMs()), floorPct: cfg.vehicle.dischargeFloorPct, timezone: zoneOf(cfg) });
+    const nowMs = this.deps.clock.nowMs();
+    const r = RANGES[range as RangeName];
+    sendJson(res, 200, {
+      range, fromMs: nowMs - r.spanMs, toMs: nowMs, pointMs: r.pointMs,
+      points: this.queries.history(range as RangeName, nowMs), floorPct: cfg.vehicle.dischargeFloorPct, timezone: zoneOf(cfg),
+    });
   }
 
   events(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): void {
