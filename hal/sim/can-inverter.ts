@@ -184,7 +184,7 @@ export class SimCanInverter {
       }
     }
     if (!gridOnBus) dcWanted = 0;
-    const dc = this.car.step(dcWanted, dtS);
+    const dc = this.car.step(dcWanted, dtS) || 0; // no -0: "no power" has one spelling
     this.dcPowerW = dc;
     this.lastStepAtMs = this.clock.nowMs();
     this.acPowerW = dc >= 0 ? dc / eff : dc * eff;

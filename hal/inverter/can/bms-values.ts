@@ -115,6 +115,11 @@ export function bmsValues(inp: BmsInputs, pack: PackConfig, profile: CanProfile)
     warningChargeHighCurrent: warn.has('highChargeCurrent'),
     warningInternalCommFail: warn.has('bmsInternal'),
   };
+  // cell voltages and temperatures are the car's own BMS's business: no such facts reach this runtime
+  for (const n of ['OverVoltage', 'UnderVoltage', 'OverTemperature', 'UnderTemperature']) {
+    v[`protection${n}`] = false;
+    v[`warning${n}`] = false;
+  }
   for (const item of ALL_ITEMS) {
     v[`alarm.${item}`] = alarm.has(item);
     v[`warning.${item}`] = warn.has(item);

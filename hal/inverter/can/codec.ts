@@ -189,7 +189,9 @@ export function encodeFrame(id: number, values: FrameValues, p: CodecProfile): U
         const x = typeof v === 'number' ? v : 0;
         if (!Number.isFinite(x)) throw new Error(`0x${id.toString(16)} ${f.name}: ${x} is not a finite number`);
         const [lo, hi] = f.type === 'u8' ? [0, 0xff] : f.type === 'u16' ? [0, 0xffff] : [-0x8000, 0x7fff];
-        const raw = Math.max(lo, Math.min(hi, Math.round(x / (f.scale ?? 1))));
+        // inside the field's plausible range first (a limit is never negative), then what the bits hold
+        const inRange = f.range ? Math.max(f.range[0], Math.min(f.range[1], x)) : x;
+        const raw = Math.max(lo, Math.min(hi, Math.round(inRange / (f.scale ?? 1))));
         writeInt(data, f.offset, f.type === 'u8' ? 1 : 2, raw, p.byteOrder);
         break;
       }
