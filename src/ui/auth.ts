@@ -115,7 +115,7 @@ export class Auth {
   private readonly attempts = new Map<string, Attempts>();
   private globalFailures: number[] = [];
   private verifying = 0;
-  private cached?: { mtimeMs: number; size: number; rec: PasswordRecord | undefined };
+  private cached?: { ino: number; mtimeMs: number; size: number; rec: PasswordRecord | undefined };
   private readonly sessionMs: number;
   private readonly maxSessions: number;
 
@@ -133,14 +133,15 @@ export class Auth {
       this.cached = undefined;
       return undefined;
     }
-    if (!this.cached || this.cached.mtimeMs !== st.mtimeMs || this.cached.size !== st.size) {
+    // the file is replaced by a rename (a new inode) whenever the password is set
+    if (!this.cached || this.cached.ino !== st.ino || this.cached.mtimeMs !== st.mtimeMs || this.cached.size !== st.size) {
       let rec: PasswordRecord | undefined;
       try {
         rec = st.size <= 4096 ? parseRecord(readFileSync(this.opts.passwordPath, 'utf8')) : undefined;
       } catch {
         rec = undefined;
       }
-      this.cached = { mtimeMs: st.mtimeMs, size: st.size, rec };
+      this.cached = { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, rec };
     }
     return this.cached.rec;
   }
