@@ -5,6 +5,8 @@
 import type { Clock, EStopPort, EStopState, GridSensePort, GridSenseState, Ports, PortFault, RelayPort, RelayState, Unsubscribe } from '../hal/ports.ts';
 import { SimSite } from '../hal/sim/site.ts';
 import { createSunspecInverter } from '../hal/inverter/sunspec/index.ts';
+import { createCanInverter, parseCanConfig, vehicleLinkFacts } from '../hal/inverter/can/index.ts';
+import { startSimCanHome } from '../hal/sim/can-home.ts';
 import { startSimSunspecServer } from '../hal/sim/sunspec-server.ts';
 import { EverestVehicleLink, everestOptionsFromConfig } from '../hal/vehicle/everest.ts';
 import { startSimEverestBridge } from '../hal/sim/everest-bridge.ts';
@@ -27,7 +29,8 @@ export interface Hardware {
 
 export function needsSimulation(c: Config): boolean {
   const sim = c.simulation;
-  return c.inverter.driver === 'sim' || c.vehicleLink.driver === 'sim' || c.gpio.driver === 'sim' || sim.serveInverter === true || sim.serveBridge === true;
+  const simCan = c.inverter.driver === 'can-bms' && (c.inverter.can as { interface?: unknown } | undefined)?.interface === 'sim';
+  return c.inverter.driver === 'sim' || simCan || c.vehicleLink.driver === 'sim' || c.gpio.driver === 'sim' || sim.serveInverter === true || sim.serveBridge === true;
 }
 
 /** The simulated home; every value comes from the config (defaults: config/default.json, stated once). */
@@ -95,6 +98,27 @@ async function build(c: Config, clock: Clock, log: (msg: string) => void, opts: 
       }
       inverter = createSunspecInverter(c.inverter, clock, (m) => log(m));
       describe.push(`inverter: SunSpec over ${typeof modbus.path === 'string' ? `Modbus RTU ${modbus.path}` : `Modbus TCP ${modbus.host}:${modbus.port}`}`);
+      break;
+    }
+    case 'can-bms': {
+      let can: ReturnType<typeof parseCanConfig>;
+      try {
+        can = parseCanConfig(c.inverter.can);
+      } catch (e) {
+        throw new ConfigError([(e as Error).message], 'config');
+      }
+      const efficiency = (c.inverter.efficiency as number | undefined) ?? 0.95;
+      // the car's SoC and power from the vehicle link (built below; read only once the port is open)
+      let car = vehicleLinkFacts({ state: () => vehicle.state() });
+      let channel;
+      if (can.interface === 'sim') {
+        const home = await startSimCanHome(site!, clock, can, { efficiency });
+        closers.push(() => home.stop());
+        ({ channel, facts: car } = home);
+        describe.push(`inverter: simulated ${can.ratedW} W hybrid inverter on an in-memory CAN bus`);
+      }
+      inverter = createCanInverter(can, { clock, car, efficiency, socMaxAgeMs: c.control.socMaxAgeS * 1000, log: (m) => log(m), channel });
+      describe.push(`inverter: CAN BMS profile ${can.profile.name} on ${can.interface}`);
       break;
     }
     default:

@@ -99,6 +99,7 @@ export class CanBmsInverter implements InverterPort {
   private reopenTimer: unknown;
   private warningsFromFaults = new Set<AlarmItem>();
   private loggedForeign = false;
+  private saidNoIsland = false;
   /** The inverter's 0x307 vendor bytes (`VIC` for Victron), when it sent them. */
   inverterVendor?: string;
   /** Where the last reading's power came from. */
@@ -175,7 +176,9 @@ export class CanBmsInverter implements InverterPort {
   setGridForming(on: boolean): Promise<void> {
     if (!this.opened || this.closed) return Promise.resolve();
     if (!this.ratings.islandCapable) {
-      this.o.log?.(`${this.name}: grid-forming ${on ? 'on' : 'off'} not supported (inverter.can.islandCapable is false)`);
+      // "off" is what every start and every rejoin asks for: said once, "on" every time (someone wants an island)
+      if (on || !this.saidNoIsland) this.o.log?.(`${this.name}: grid-forming ${on ? 'on' : 'off'} not supported (inverter.can.islandCapable is false)`);
+      this.saidNoIsland = true;
       return Promise.resolve();
     }
     return this.enqueue('gridForming', on);
