@@ -1,0 +1,197 @@
+/**
+ * The site meter port from MQTT, for installs where the meter is already published (Home Assistant,
+ * Tasmota, a Shelly, EVerest's powermeter): one topic for grid power (and optionally one for PV), each a
+ * plain number or a JSON document with a path to the number (mqtt-payload.ts).
+ *
+ * Age: a figure is stamped with the monotonic clock when its message arrives and is withdrawn once it is
+ * older than `maxAgeS` (the state then carries a `stale` fault), so a publisher that stops is noticed
+ * without any timer. A retained message is ignored: the broker replays it at subscription with no clue to
+ * how old it is. The client speaks MQTT 3.1.1, which both Mosquitto and the embedded broker accept.
+ */
+import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
+import type { Clock, PortFault, SiteMeterPort, SiteMeterState } from '../ports.ts';
+import { parsePath, readNumber } from './mqtt-payload.ts';
+
+export interface MqttSource {
+  topic: string;
+  /** JSON path to the number; empty/undefined = the payload is the number. */
+  path?: string | null;
+}
+
+export interface MqttMeterOptions {
+  url: string;
+  /** Grid power, W (or `unit`), positive = import unless `invertSign`. */
+  grid: MqttSource;
+  /** PV production, positive = produced. */
+  pv?: MqttSource | null;
+  /** A figure older than this is withdrawn, s. */
+  maxAgeS: number;
+  /** The publisher counts export as positive: flip the grid figure. */
+  invertSign?: boolean;
+  /** Unit of the published figures (default W). */
+  unit?: 'W' | 'kW';
+  username?: string;
+  password?: string;
+  /** Longest `open()` waits for the broker, ms (default 5000). */
+  connectTimeoutMs?: number;
+  clock: Clock;
+  log?: (msg: string) => void;
+}
+
+interface Slot {
+  source: MqttSource;
+  path: (string | number)[];
+  valueW?: number;
+  atMs?: number;
+  fault?: PortFault;
+}
+
+export class MqttMeter implements SiteMeterPort {
+  readonly kind = 'site-meter' as const;
+  /** Messages taken so far (for tests and figures). */
+  messages = 0;
+  private client?: MqttClient;
+  private readonly grid: Slot;
+  private readonly pv?: Slot;
+  private connFault?: PortFault;
+  private readonly name: string;
+
+  constructor(private readonly o: MqttMeterOptions) {
+    // a path that cannot be read is a config error: the constructor throws, the factory turns it into open_failed
+    this.grid = { source: o.grid, path: o.grid.path ? parsePath(o.grid.path) : [] };
+    if (o.pv) this.pv = { source: o.pv, path: o.pv.path ? parsePath(o.pv.path) : [] };
+    this.name = `MQTT site meter ${redact(o.url)}`;
+  }
+
+  async open(): Promise<void> {
+    const timeoutMs = this.o.connectTimeoutMs ?? 5000;
+    const client = mqtt.connect(this.o.url, {
+      protocolVersion: 4,
+      clean: true,
+      reconnectPeriod: 2000,
+      connectTimeout: timeoutMs,
+      username: this.o.username,
+      password: this.o.password,
+      clientId: `wallbox-meter-${Math.random().toString(16).slice(2, 10)}`,
+    });
+    this.client = client;
+    client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
+    client.on('close', () => {
+      if (!this.connFault) this.connFault = { code: 'disconnected', message: `${this.name}: connection to the broker lost`, sinceMs: this.o.clock.nowMs() };
+    });
+    client.on('connect', () => {
+      this.connFault = undefined;
+    });
+    // errors are reported through the connection state; without a listener an error event would throw
+    client.on('error', (e) => this.o.log?.(`${this.name}: ${e.message}`));
+    const topics = [this.grid.source.topic, ...(this.pv ? [this.pv.source.topic] : [])];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no connection to the broker within ${timeoutMs} ms`)), timeoutMs);
+        const fail = (e: Error) => {
+          clearTimeout(t);
+          reject(e);
+        };
+        client.once('error', fail);
+        client.once('connect', () => {
+          client.removeListener('error', fail);
+          // subscriptions are renewed by the clean session on each reconnect
+          client.subscribe(topics, { qos: 0 }, (err, granted) => {
+            clearTimeout(t);
+            if (err) return reject(new Error(`cannot subscribe to ${topics.join(', ')}: ${err.message}`));
+            const refused = (granted ?? []).filter((g) => g.qos === 128);
+            if (refused.length) return reject(new Error(`the broker refused the subscription to ${refused.map((g) => g.topic).join(', ')}`));
+            resolve();
+          });
+        });
+      });
+    } catch (e) {
+      this.client = undefined;
+      await new Promise<void>((r) => client.end(true, {}, () => r()));
+      throw new Error(`${this.name}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    // a reconnect with a clean session needs its subscriptions again
+    client.on('connect', () => client.subscribe(topics, { qos: 0 }));
+  }
+
+  /** Pushed source: nothing to poll. The figures' age is judged in `state()`. */
+  async refresh(): Promise<void> {}
+
+  state(): SiteMeterState {
+    const now = this.o.clock.nowMs();
+    const grid = this.current(this.grid, now);
+    const out: SiteMeterState = { fault: this.connFault ?? grid.fault };
+    if (grid.valueW !== undefined) {
+      out.gridPowerW = grid.valueW;
+      out.atMs = grid.atMs;
+    }
+    if (this.pv) {
+      const pv = this.current(this.pv, now);
+      out.pvFault = this.connFault ?? pv.fault;
+      if (pv.valueW !== undefined) {
+        out.pvPowerW = pv.valueW;
+        out.pvAtMs = pv.atMs;
+      }
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    if (c) await new Promise<void>((r) => c.end(true, {}, () => r()));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  /** A slot's figure if still within `maxAgeS`, else its fault (or `stale`). */
+  private current(slot: Slot, now: number): { valueW?: number; atMs?: number; fault?: PortFault } {
+    if (slot.fault) return { fault: slot.fault };
+    if (slot.atMs === undefined || slot.valueW === undefined) {
+      return { fault: { code: 'no_data', message: `${this.name}: nothing received on ${slot.source.topic} yet`, sinceMs: now } };
+    }
+    const ageS = (now - slot.atMs) / 1000;
+    if (ageS > this.o.maxAgeS) {
+      return { fault: { code: 'stale', message: `${this.name}: last message on ${slot.source.topic} is ${ageS.toFixed(1)} s old (limit ${this.o.maxAgeS} s)`, sinceMs: slot.atMs + this.o.maxAgeS * 1000 } };
+    }
+    return { valueW: slot.valueW, atMs: slot.atMs };
+  }
+
+  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    const slots = [this.grid, this.pv].filter((s): s is Slot => s !== undefined && s.source.topic === topic);
+    if (slots.length === 0) return;
+    if (packet.retain) {
+      this.o.log?.(`${this.name}: retained message on ${topic} ignored (its age is unknown)`);
+      return;
+    }
+    this.messages++;
+    const now = this.o.clock.nowMs();
+    for (const slot of slots) {
+      const r = readNumber(payload, slot.path);
+      if ('error' in r) {
+        // garbage withdraws the figure: the last good one is not current any more
+        if (slot.fault?.message !== `${this.name}: ${topic}: ${r.error}`) this.o.log?.(`${this.name}: ${topic}: ${r.error}`);
+        slot.fault = { code: 'garbage', message: `${this.name}: ${topic}: ${r.error}`, sinceMs: slot.fault?.code === 'garbage' ? slot.fault.sinceMs : now };
+        slot.valueW = undefined;
+        slot.atMs = undefined;
+        continue;
+      }
+      let w = this.o.unit === 'kW' ? r.value * 1000 : r.value;
+      if (slot === this.grid && this.o.invertSign) w = -w;
+      slot.valueW = w;
+      slot.atMs = now;
+      slot.fault = undefined;
+    }
+  }
+}
+
+/** The URL without a password, for messages. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}
