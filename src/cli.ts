@@ -56,6 +56,9 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         return await (await import('./cli/ledger.ts')).eventsCommand(rest, io);
       case 'simulate':
         return await (await import('./cli/simulate.ts')).simulateCommand(rest, io);
+      case 'can':
+        // `wallbox can decode FILE|-`, `wallbox can record`: the CAN inverter bus (docs/can.md)
+        return await (await import('./cli/can.ts')).canCommand(rest, io);
       case 'ui':
         // `wallbox ui password`: the web page's password (src/ui/cli-password.ts)
         return await (await import('./ui/cli-password.ts')).uiCommand(rest, io);

@@ -82,6 +82,7 @@ export const USAGE = `usage: wallbox <command> [options]        (wallbox <comman
   simulate SCENARIO.json [--plot FILE.svg] [--json]
                                            run a scenario under the virtual clock
   ui password [--config FILE]              set the web page's password (docs/web.md)
+  can decode FILE|- | can record           read or capture the CAN inverter bus (docs/can.md)
 
 Every command takes --config FILE (default: $WALLBOX_CONFIG). Global: --version, --help,
 --log-level LEVEL (debug, info, warn, error; or WALLBOX_LOG_LEVEL) for run.
