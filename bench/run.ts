@@ -9,6 +9,7 @@ const benches: [string, () => Promise<{ main: () => Promise<unknown> }>][] = [
   ['store', () => import('./store.ts')],
   ['gpio', () => import('./gpio.ts')],
   ['daemon', () => import('./daemon.ts')],
+  ['web', () => import('./web.ts')],
 ];
 for (const [name, load] of benches) {
   if (only.length && !only.includes(name)) continue;

@@ -336,7 +336,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
 
   // ---- the local web page (src/ui, docs/web.md): served while ui.listen is set, moved or stopped on a reload ----
   try {
-    const { UiHost } = await import('./ui/server.ts');
+    const { UiHost } = await import('./ui/host.ts');
     const ui = new UiHost({
       configPath: cfgPath, config: () => running, clock, reload, log,
       status: async () => (await answerLocal!({ cmd: 'status' })) as Record<string, unknown>,
