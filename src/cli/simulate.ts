@@ -13,8 +13,8 @@ export async function simulateCommand(args: string[], io: CliIo): Promise<number
   const scenario = loadScenarioFile(positionals[0]);
   const result = await runScenario(scenario, { name: positionals[0] });
   if (values.plot) {
-    const { plotSvg } = await import('../plot.ts');
-    writeFileSync(values.plot as string, await plotSvg(result.samples, scenario.description ?? positionals[0]));
+    const { plotContext, plotSvg } = await import('../plot.ts');
+    writeFileSync(values.plot as string, await plotSvg(result.samples, scenario.description ?? positionals[0], plotContext(result)));
   }
   io.out(values.json ? JSON.stringify(result.summary) : formatSummary(result.summary) + (values.plot ? `\nplot         ${values.plot}` : ''));
   return EXIT.ok;
