@@ -23,6 +23,7 @@ import { createUplink, type Uplink } from './uplink/client.ts';
 import type { RewardSettings } from './store/reward.ts';
 import { createNotifier, statusMessage } from './sd-notify.ts';
 import { listOverrides, zoneOf } from './homeowner/overrides.ts';
+import { HomeAssistantLink } from './homeassistant/link.ts';
 
 export const VERSION = '0.1.0';
 
@@ -117,6 +118,7 @@ interface Stoppable {
   hw?: Hardware;
   statusServer?: { close(): unknown };
   ui?: { close(): Promise<void>; apply(c: Config): Promise<void> };
+  ha?: HomeAssistantLink;
 }
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
@@ -171,8 +173,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     if (parts.runtime) await bounded('runtime (power to zero, contactor)', STOP_STEP_MS.runtime, () => parts.runtime!.stop());
     // 2. everything the last ticks wrote, durably; a store that cannot close (read-only file system) is logged
     if (parts.store) await bounded('store flush and close', STOP_STEP_MS.store, () => parts.store!.close());
-    // 3. the uplink's goodbye (retained offline) and disconnect
-    if (parts.uplink) await bounded('uplink goodbye', STOP_STEP_MS.uplink, () => parts.uplink!.stop());
+    // 3. the uplink's and Home Assistant's goodbye (retained offline) and disconnect, side by side
+    await Promise.all([
+      parts.uplink && bounded('uplink goodbye', STOP_STEP_MS.uplink, () => parts.uplink!.stop()),
+      parts.ha && bounded('home assistant goodbye', STOP_STEP_MS.uplink, () => parts.ha!.stop()),
+    ]);
     // 4. simulators, GPIO lines, the status socket
     if (parts.hw) await bounded('hardware close', STOP_STEP_MS.hardware, () => parts.hw!.close());
     await bounded('status socket', STOP_STEP_MS.statusSocket, () => parts.statusServer?.close());
@@ -291,6 +296,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       config = running;
       if (applied.length) rt.applyConfig(running);
       if (applied.some((k) => k.startsWith('ui.'))) void parts.ui?.apply(running);
+      // Home Assistant: reconnect or remove on its own keys; otherwise it says the new values at once
+      if (applied.length) void parts.ha?.applyConfig(running).catch((e) => log('warn', `home assistant: ${(e as Error)?.message ?? e}`));
       const note = restartNeeded.join(', ');
       if (restartNeeded.length && note !== lastRestartNote)
         rt.emit({ kind: 'config', severity: 'warning', message: `config changes that take effect only after a restart (systemctl restart wallbox): ${note}` });
@@ -324,7 +331,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
           ...rt.status(), deviceId: running.deviceId, version: VERSION, faults,
           uplink: uplink ? { connected: uplink.connected(), outbox: store.outbox.size() } : null, totals,
           config: { path: cfgPath, restartNeeded: lastRestartNote ? lastRestartNote.split(', ') : [] },
-          timezone: zoneOf(running), overrides: listOverrides(running, clock.wallMs()),
+          timezone: zoneOf(running), overrides: listOverrides(running, clock.wallMs()), vehicleConnected: hw.ports.vehicle.state().connected,
+          homeassistant: parts.ha && running.homeassistant?.url ? { connected: parts.ha.connected(), url: running.homeassistant.url } : null,
         };
       }
       if (req.cmd === 'reload') return reload('wallbox config set');
@@ -347,6 +355,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   } catch (e) {
     log('warn', `web page not available: ${(e as Error)?.message ?? String(e)}`);
   }
+
+  // ---- Home Assistant (src/homeassistant, docs/homeassistant.md): discovery and commands on a local broker ----
+  if (running.homeassistant?.url) log('info', `home assistant: ${running.homeassistant.enabled ? 'discovery' : 'removal'} on ${running.homeassistant.url}`);
+  parts.ha = new HomeAssistantLink({
+    config: () => running, configPath: cfgPath, version: VERSION, reload, log, emit: (e) => rt.emit(e), wallMs: () => clock.wallMs(),
+    status: async () => (await answerLocal!({ cmd: 'status' })) as Record<string, unknown>,
+  });
+  parts.ha.start();
 
   const watchConfig = () => {
     try {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
 import type { Config } from './types.ts';
 import { gpioConfigProblems } from '../../hal/gpio/config.ts';
+import { sameBroker } from '../homeassistant/broker-identity.ts';
 
 /**
  * The installed tree (config/, package.json): the nearest directory above this module holding package.json,
@@ -113,6 +114,13 @@ export function semanticProblems(c: Config): string[] {
   if (c.uplink.url !== null && c.uplink.url !== 'embedded' && !/^mqtts?:\/\/[^\s]+$/.test(c.uplink.url))
     p.push(`uplink.url: must be mqtt://…, mqtts://…, "embedded" or null`);
   if (c.control.faultClearS < 0) p.push('control.faultClearS: must be >= 0');
+  // Home Assistant on a local broker; the aggregator's broker only when the installer says so
+  const ha = c.homeassistant;
+  if (ha && ha.url !== null) {
+    if (!/^mqtts?:\/\/[^\s]+$/.test(ha.url)) p.push('homeassistant.url: must be mqtt://… or mqtts://…, or null');
+    else if (!ha.shareUplinkBroker && sameBroker(ha.url, c.uplink.url, typeof c.uplink.embeddedPort === 'number' ? c.uplink.embeddedPort : 1883))
+      p.push(`homeassistant.url: is the aggregator's broker (uplink.url); use a local broker, or set homeassistant.shareUplinkBroker to true if the installer means it`);
+  }
   // an override's end must be a real instant (the pattern lets 2026-02-31T25:00Z through)
   for (const [kind, o] of Object.entries(c.overrides ?? {}))
     if (o && typeof o === 'object' && !isRealInstant((o as { until: string }).until))

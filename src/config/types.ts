@@ -87,6 +87,8 @@ export interface Config {
   simulation: SimulationConfig;
   /** Temporary homeowner overrides (quick actions), each with an end: src/homeowner/overrides.ts. */
   overrides?: OverridesConfig;
+  /** Home Assistant MQTT discovery on a local broker: src/homeassistant, docs/homeassistant.md. */
+  homeassistant?: HomeAssistantConfig;
   /** How the car charges on its own: the mode and solar surplus charging (docs/solar.md). */
   charge?: ChargeConfig;
 }
@@ -125,6 +127,20 @@ export interface OverridesConfig {
   pauseV2g?: { until: string; setAt?: string; by?: OverrideSource } | null;
   /** Keep the car at or charge it to `socPct` for a power cut (no discharge for the grid below it) until it ends. */
   backupReserve?: { socPct: number; until: string; setAt?: string; by?: OverrideSource } | null;
+}
+
+export interface HomeAssistantConfig {
+  /** Home Assistant's broker (mqtt:// or mqtts://); null = no Home Assistant. */
+  url: string | null;
+  /** False with a url: remove the device from Home Assistant and keep the link down. */
+  enabled: boolean;
+  /** The installer allows `url` to be the aggregator's broker. */
+  shareUplinkBroker: boolean;
+  discoveryPrefix: string;
+  baseTopic: string;
+  username: string | null;
+  passwordFile: string | null;
+  stateIntervalS: number;
 }
 
 /** Which local surface set an override (never the aggregator's uplink). */
