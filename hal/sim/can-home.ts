@@ -1,7 +1,7 @@
 /**
  * The simulated home's inverter as a CAN battery port (`inverter.driver: "can-bms"` with
- * `inverter.can.interface: "sim"`): an in-memory CAN bus with a simulated hybrid inverter on it, driving the
- * home's simulated car, and a DC meter on the stage for the driver's measurement.
+ * `inverter.can.interface: "sim"`, and CAN scenarios of `wallbox simulate`): an in-memory CAN bus with a
+ * simulated hybrid inverter on it, and a DC meter on the stage for the driver's measurement.
  */
 import type { Clock } from '../ports.ts';
 import type { CarFactsSource } from '../inverter/can/car-facts.ts';
@@ -21,12 +21,19 @@ export interface SimCanHome {
   stop(): Promise<void>;
 }
 
-export async function startSimCanHome(site: SimSite, clock: Clock, cfg: CanConfig, o: { efficiency: number; physicsMs?: number }): Promise<SimCanHome> {
+/**
+ * The CAN front end drives the home's own simulated power stage (site.inverter): the site's physics, grid,
+ * energy counters and safety monitor apply as they do for the other inverter paths.
+ */
+export async function startSimCanHome(site: SimSite, clock: Clock, cfg: CanConfig, o: { efficiency: number }): Promise<SimCanHome> {
   const bus = new InMemoryCanBus(clock, 'sim-can');
-  const inverter = new SimCanInverter({ profile: cfg.profile, ratedW: cfg.ratedW, efficiency: o.efficiency, busVoltageV: cfg.pack.voltageV }, site.car, bus.channel('inverter'), clock);
+  const inverter = new SimCanInverter(
+    { profile: cfg.profile, ratedW: cfg.ratedW, efficiency: o.efficiency, busVoltageV: cfg.pack.voltageV, stage: site.inverter },
+    site.car,
+    bus.channel('inverter'),
+    clock,
+  );
   await inverter.start();
-  // the grid on the AC side: the grid up and the contactor closed (a grid-following stage has nothing to exchange with otherwise)
-  inverter.startPhysics(o.physicsMs ?? 250, () => site.gridUp && site.contactorClosed());
   return {
     bus,
     inverter,

@@ -12,6 +12,7 @@ import { decodeFrame, encodeFrame } from '../inverter/can/codec.ts';
 import type { CanProfile } from '../inverter/can/profiles.ts';
 import { BoundedLog } from './bounded-log.ts';
 import type { SimCar } from './car.ts';
+import type { SimInverter } from './inverter.ts';
 
 export interface SimCanInverterOptions {
   profile: CanProfile;
@@ -27,6 +28,11 @@ export interface SimCanInverterOptions {
   demandAcW?: () => number;
   /** 0x307 bytes 4–6 (default `SIM`). */
   vendor?: string;
+  /**
+   * A power stage to drive instead of stepping the car itself (the simulated home's inverter, so its grid,
+   * island, energy counters and safety monitor apply): its setpoint is kept at what the limits allow.
+   */
+  stage?: SimInverter;
 }
 
 export interface SimCanFaults {
@@ -50,11 +56,9 @@ export class SimCanInverter {
   readonly ratedW: number;
   readonly efficiency: number;
   faults: SimCanFaults = {};
-  /** AC power now, W, positive into the car. */
-  acPowerW = 0;
-  /** DC power at the battery now, W, and when it was last stepped (a DC meter on the stage reads this). */
-  dcPowerW = 0;
-  lastStepAtMs: number;
+  private ownAcW = 0;
+  private ownDcW = 0;
+  private ownStepAtMs: number;
   importedWh = 0;
   exportedWh = 0;
   /** Why it is not moving power, when it is not allowed to. */
@@ -79,7 +83,24 @@ export class SimCanInverter {
   ) {
     this.ratedW = o.ratedW;
     this.efficiency = o.efficiency;
-    this.lastStepAtMs = clock.nowMs();
+    this.ownStepAtMs = clock.nowMs();
+  }
+
+  /** AC power now, W, positive into the car. */
+  get acPowerW(): number {
+    return this.o.stage ? this.o.stage.acPowerW : this.ownAcW;
+  }
+
+  /** DC power at the battery now, W (a DC meter on the stage reads this). */
+  get dcPowerW(): number {
+    const s = this.o.stage;
+    if (!s) return this.ownDcW;
+    return s.acPowerW >= 0 ? s.acPowerW * this.efficiency : s.acPowerW / this.efficiency;
+  }
+
+  /** When `dcPowerW` was last brought up to date. */
+  get lastStepAtMs(): number {
+    return this.o.stage ? this.clock.nowMs() : this.ownStepAtMs;
   }
 
   /** The latest limits received. */
@@ -92,6 +113,7 @@ export class SimCanInverter {
     this.off = this.channel.onFrame((f) => this.received(f));
     const period = this.o.keepalivePeriodMs ?? 1000;
     const beat = () => {
+      this.applyToStage();
       this.sendKeepalive();
       this.timer = this.clock.setTimer(beat, period);
     };
@@ -137,6 +159,21 @@ export class SimCanInverter {
     } else if (f.id === 0x35c) {
       this.enables = { charge: d.values.chargeEnable === true, discharge: d.values.dischargeEnable === true };
     }
+    this.applyToStage();
+  }
+
+  /** With a power stage: its setpoint is what the demand asks within the limits (0 when stopped). */
+  private applyToStage(): void {
+    const stage = this.o.stage;
+    if (!stage) return;
+    const eff = this.efficiency;
+    const { chargeW, dischargeW } = this.allowedDcW();
+    // DC limits at the battery → AC: charging needs DC / efficiency from the grid, discharging gives DC × efficiency
+    const hiAc = Math.min(this.ratedW, chargeW / eff);
+    const loAc = -Math.min(this.ratedW, dischargeW * eff);
+    let ac = this.faults.ignoreLimitsAcW ?? (this.o.demandAcW ? Math.max(loAc, Math.min(hiAc, this.o.demandAcW())) : hiAc > 0 ? hiAc : loAc);
+    if (Math.abs(ac) < 1e-9) ac = 0;
+    stage.setpointW = ac;
   }
 
   /** The DC power the limits allow now, W: [−discharge, +charge] (both 0 when stopped). */
@@ -164,6 +201,7 @@ export class SimCanInverter {
 
   /** Move power for `dtS` seconds; `gridOnBus` false = no AC grid to exchange with (power 0). */
   step(dtS: number, gridOnBus = true): void {
+    if (this.o.stage) throw new Error('SimCanInverter: with a power stage, the stage is stepped by its site');
     const eff = this.efficiency;
     let dcWanted: number;
     if (this.faults.ignoreLimitsAcW !== undefined) {
@@ -185,10 +223,10 @@ export class SimCanInverter {
     }
     if (!gridOnBus) dcWanted = 0;
     const dc = this.car.step(dcWanted, dtS) || 0; // no -0: "no power" has one spelling
-    this.dcPowerW = dc;
-    this.lastStepAtMs = this.clock.nowMs();
-    this.acPowerW = dc >= 0 ? dc / eff : dc * eff;
-    const wh = (this.acPowerW * dtS) / 3600;
+    this.ownDcW = dc;
+    this.ownStepAtMs = this.clock.nowMs();
+    this.ownAcW = dc >= 0 ? dc / eff : dc * eff;
+    const wh = (this.ownAcW * dtS) / 3600;
     if (wh > 0) this.importedWh += wh;
     else this.exportedWh -= wh;
   }
