@@ -67,7 +67,7 @@ export function localTimeText(ms: number, zone: string): string {
 const WEEKDAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'];
 const UNTIL_FORMS = 'a time like 07:00 (the next one), a day like friday or tomorrow (its start, 00:00), a date like 2026-12-24 or 2026-12-24 07:00, or a duration like 90m, 4h or 2d';
 /** Longest an override may last: a quick action is temporary; a lasting change is a setting. */
-export const MAX_OVERRIDE_DAYS = 14;
+export const MAX_OVERRIDE_DAYS = 31;
 
 /**
  * When an override given as text ends, as an instant (ms): `07:00` (the next 07:00), `friday`, `tomorrow`
