@@ -8,6 +8,9 @@ import { createSunspecInverter } from '../hal/inverter/sunspec/index.ts';
 import { createCanInverter, parseCanConfig, vehicleLinkFacts } from '../hal/inverter/can/index.ts';
 import { startSimCanHome } from '../hal/sim/can-home.ts';
 import { startSimSunspecServer } from '../hal/sim/sunspec-server.ts';
+import { startSimSiteGateway } from '../hal/sim/meter-gateway.ts';
+import { createSiteMeter } from '../hal/meter/index.ts';
+import { ModbusBuses } from '../hal/modbus/bus.ts';
 import { EverestVehicleLink, everestOptionsFromConfig } from '../hal/vehicle/everest.ts';
 import { startSimEverestBridge } from '../hal/sim/everest-bridge.ts';
 import { openGpioPorts, type GpioFactory } from '../hal/gpio/onoff.ts';
@@ -30,7 +33,7 @@ export interface Hardware {
 export function needsSimulation(c: Config): boolean {
   const sim = c.simulation;
   const simCan = c.inverter.driver === 'can-bms' && (c.inverter.can as { interface?: unknown } | undefined)?.interface === 'sim';
-  return c.inverter.driver === 'sim' || simCan || c.vehicleLink.driver === 'sim' || c.gpio.driver === 'sim' || sim.serveInverter === true || sim.serveBridge === true;
+  return c.inverter.driver === 'sim' || simCan || c.vehicleLink.driver === 'sim' || c.gpio.driver === 'sim' || sim.serveInverter === true || sim.serveBridge === true || sim.serveMeter === true || c.siteMeter?.driver === 'sim';
 }
 
 /** The simulated home; every value comes from the config (defaults: config/default.json, stated once). */
@@ -42,8 +45,20 @@ export function simulatedSite(c: Config, clock: Clock): SimSite {
     inverter: { ...s.inverter },
     houseLoadW: s.houseLoadW,
     sheddableLoadsW: [...s.sheddableLoadsW],
+    phases: c.site.phases,
+    chargerPhases: c.site.chargerPhases,
     gridSenseDebounceMs: (c.gpio.gridSense as { debounceMs?: number } | undefined)?.debounceMs ?? 10,
   });
+}
+
+/** The start-up banner's line for the site meter. */
+function siteMeterLine(c: Config): string {
+  const m = c.siteMeter;
+  if (!m) return `site meter: none (the import limit assumes ${c.site.assumedHouseLoadW} W of house)`;
+  if (m.driver === 'sim') return 'site meter: simulated, in process';
+  if (m.driver === 'mqtt') return `site meter: MQTT ${m.topic}${m.path ? ` (${m.path})` : ''} on ${String(m.url).replace(/\/\/[^@/]*@/, '//')}`;
+  const l = (m.modbus ?? {}) as Record<string, unknown>;
+  return `site meter: SunSpec over ${typeof l.path === 'string' ? `Modbus RTU ${l.path}` : `Modbus TCP ${l.host}:${l.port ?? 502}`} unit ${l.unitId ?? 1}${m.pv ? ', with a PV source' : ''}`;
 }
 
 export interface BuildOptions {
@@ -80,6 +95,19 @@ async function build(c: Config, clock: Clock, log: (msg: string) => void, opts: 
     site.startPhysics(250);
     closers.push(() => site.stopPhysics());
   }
+  // one connection per RS-485 line or TCP gateway, shared by the inverter and the site meter
+  const buses = new ModbusBuses(clock, (m) => log(m));
+  if (site && c.simulation?.serveMeter) {
+    // the simulated meter (and inverter, and PV) as SunSpec devices behind one port, read through the real drivers
+    const sm = c.siteMeter?.driver === 'sunspec' ? c.siteMeter : undefined;
+    const unit = (m: Record<string, unknown> | undefined, dflt: number) => (typeof m?.unitId === 'number' ? m.unitId : dflt);
+    const served = await startSimSiteGateway({
+      port: c.simulation.servePort, site, clock, inverter: c.simulation.serveInverter === true,
+      meterUnitId: unit(sm?.modbus, 2), meterModel: c.simulation.meterModel ?? 203, pvUnitId: sm?.pv ? unit(sm.pv.modbus, 3) : undefined,
+    });
+    closers.push(() => served.close());
+    describe.push(...served.describe);
+  }
 
   let inverter: Ports['inverter'];
   switch (c.inverter.driver) {
@@ -89,14 +117,15 @@ async function build(c: Config, clock: Clock, log: (msg: string) => void, opts: 
       break;
     case 'sunspec': {
       const modbus = (c.inverter.modbus ?? {}) as Record<string, unknown>;
-      if (site && c.simulation?.serveInverter) {
+      if (site && c.simulation?.serveInverter && !c.simulation.serveMeter) {
         // the simulated inverter, served as a SunSpec device on loopback and read through the real driver
         const port = c.simulation.servePort;
         const server = await startSimSunspecServer({ port, host: '127.0.0.1', inverter: site.inverter, car: site.car, clock });
         closers.push(() => server.close());
         describe.push(`inverter: simulated ${site.inverter.ratedW} W served as SunSpec Modbus TCP on 127.0.0.1:${port}`);
       }
-      inverter = createSunspecInverter(c.inverter, clock, (m) => log(m));
+      // a site meter on the same bus (host:port or serial path) shares this connection
+      inverter = createSunspecInverter(c.inverter, clock, (m) => log(m), buses);
       describe.push(`inverter: SunSpec over ${typeof modbus.path === 'string' ? `Modbus RTU ${modbus.path}` : `Modbus TCP ${modbus.host}:${modbus.port}`}`);
       break;
     }
@@ -166,8 +195,11 @@ async function build(c: Config, clock: Clock, log: (msg: string) => void, opts: 
     }
   }
 
+  const siteMeter = createSiteMeter(c.siteMeter, { clock, log: (m) => log(m), buses, simMeter: simPorts?.siteMeter });
+  describe.push(siteMeterLine(c));
+
   return {
-    ports: { clock, inverter, vehicle, ...gpio, siteMeter: simPorts?.siteMeter },
+    ports: { clock, inverter, vehicle, ...gpio, siteMeter },
     site,
     describe,
     statusLed,

@@ -74,6 +74,14 @@ export interface Config {
     chargerPhases?: number[];
     /** Nominal phase voltage for current/power conversions, V (default 230). */
     nominalVoltageV?: number;
+    /** Main fuse rating per phase, A; null/absent = no per-phase limit (docs/meter.md). */
+    fuseA?: number | null;
+    /** Phases of the grid connection (1 or 3; default 3): spreads the assumed house load when currents are not metered. */
+    phases?: 1 | 3;
+    /** Phases the charger is connected to (1-based, L1 = 1; default [1, 2, 3]). */
+    chargerPhases?: number[];
+    /** Nominal phase voltage for current/power conversions, V (default 230). */
+    nominalVoltageV?: number;
   };
   control: ControlConfig;
   inverter: { driver: 'sim' | 'sunspec' | 'can-bms'; timeoutMs: number; retries: number; reversionS: number; modbus?: Record<string, unknown>; can?: Record<string, unknown>; [k: string]: unknown };
@@ -85,6 +93,8 @@ export interface Config {
   ui?: { listen: string | null; publicRead: boolean; maxStreams: number };
   reward: { ratePerKWh: number | null; currency: string; [k: string]: unknown };
   simulation: SimulationConfig;
+  /** The site meter: grid power, phase currents, PV (docs/meter.md); null = none (the core assumes `site.assumedHouseLoadW`). */
+  siteMeter?: SiteMeterConfig | null;
   /** Temporary homeowner overrides (quick actions), each with an end: src/homeowner/overrides.ts. */
   overrides?: OverridesConfig;
   /** Home Assistant MQTT discovery on a local broker: src/homeassistant, docs/homeassistant.md. */
@@ -156,6 +166,38 @@ export interface SimulationConfig {
   servePort: number;
   /** Publish the simulated car as an EVerest bridge on vehicleLink.url. */
   serveBridge: boolean;
+  /**
+   * Serve the simulated grid meter (and PV inverter, with simulated PV) as SunSpec devices behind
+   * 127.0.0.1:servePort, on the unit ids `siteMeter.modbus` and `siteMeter.pv.modbus` name, next to the
+   * inverter (unit 1): one TCP gateway, as in front of an RS-485 bus.
+   */
+  serveMeter?: boolean;
+  /** The served meter's SunSpec model: 201–204 (integer + SF) or 211–214 (float); default 203. */
+  meterModel?: number;
+}
+
+/** The `siteMeter` section (hal/meter/index.ts reads it; docs/meter.md). */
+export interface SiteMeterConfig {
+  driver: 'sunspec' | 'mqtt' | 'sim';
+  /** sunspec: the link, shaped like `inverter.modbus`, plus `base` (SunSpec base register; absent/null = probe). */
+  modbus?: Record<string, unknown>;
+  /** The device counts export as positive W: flip it. */
+  invertSign?: boolean;
+  timeoutMs?: number;
+  retries?: number;
+  /** sunspec: a PV inverter (101–103) or PV meter, `{modbus: {...link, base}, invertSign}`. */
+  pv?: { modbus?: Record<string, unknown>; invertSign?: boolean } | null;
+  /** mqtt: broker URL, topic, JSON path (none = plain number), staleness limit, unit. */
+  url?: string;
+  topic?: string;
+  path?: string | null;
+  maxAgeS?: number;
+  unit?: 'W' | 'kW';
+  pvTopic?: string | null;
+  pvPath?: string | null;
+  username?: string | null;
+  password?: string | null;
+  [k: string]: unknown;
 }
 
 /** The part of the config the pure control core reads. */
