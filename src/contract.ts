@@ -36,6 +36,8 @@ export interface StatePayload {
   backup?: { phase: string; hoursLeft: number | null; shedTiers: number[] };
   departure?: { at: string | null; atRisk: boolean };
   reasons?: string[];
+  /** Whether the device can record (a dispatch is refused `storage` while not), and why not. */
+  storage?: { writable: boolean; fault: string | null };
 }
 
 export interface FlexPayload {
@@ -55,6 +57,10 @@ export interface LedgerPayload {
   carSideWh?: number;
   status?: string;
   interrupted?: boolean;
+  /** `stopped` (a clean stop) or `interrupted` (a crash outlasting the window); absent otherwise. */
+  reason?: string;
+  /** Seconds the device was down while the window was open (it resumed after a restart); absent = none. */
+  downtimeS?: number;
   reward?: { amount: number; currency: string };
 }
 

@@ -158,6 +158,9 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   if (inputIssues !== undefined && inputIssues !== m.inputIssues) events.push({ kind: 'input', severity: 'warning', message: issuesMessage(sanitized.issues) });
   // storage that cannot write: nothing may run that cannot be settled (invariant 6)
   const storageDown = s.storage?.writable === false;
+  if (storageDown && !m.storageDown)
+    events.push({ kind: 'storage', severity: 'alarm', message: `storage cannot write (${s.storage?.fault ?? 'cause unknown'}): new dispatches are refused (storage) and a running one is held at zero until it writes again` });
+  if (!storageDown && m.storageDown) events.push({ kind: 'storage', severity: 'info', message: 'storage writes again: dispatches are taken again' });
 
   // --- the calendar, and a step of it -------------------------------------------------------
   const wallMs = calendarMs(s, nowMs);
@@ -451,6 +454,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     lastSetpointW: setpointW,
     lastTickMs: nowMs,
     wallOffsetMs,
+    storageDown: storageDown || undefined,
     departureAtRisk: atRisk,
     chargeLatched,
     inputIssues,

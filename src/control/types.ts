@@ -256,6 +256,8 @@ export interface Memory {
    * `CLOCK_STEP_MIN_MS` is a step of the wall clock (an event; the running dispatch's window moves with it).
    */
   wallOffsetMs?: number;
+  /** The store could not write at the last decision (its `storage` events are said on each change). */
+  storageDown?: boolean;
   /** Charging toward the departure target has started and holds until the target is reached. */
   chargeLatched: boolean;
   /** True when the departure target cannot be reached any more (reported in state). */

@@ -555,7 +555,7 @@ export class Runtime {
       departureAtRisk: p?.departureAtRisk ?? false,
       reasons: p?.reasons ?? [],
       fault: p?.mode === 'fault' ? (p.memory.faultReason ?? null) : null,
-      portFaults: [...this.openFaults(), ...this.caller.allFaults()],
+      portFaults: [...this.openFaults(), ...this.caller.allFaults(), ...(s?.storage?.writable === false ? [`storage: ${s.storage.fault ?? 'cannot write'}`] : [])],
       energy: { importedWh: round1(totals.importedWh), exportedWh: round1(totals.exportedWh), carSideWh: round1(totals.carSideWh) },
       ticks: this.ticks,
     };

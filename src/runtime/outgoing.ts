@@ -43,14 +43,14 @@ export function ledgerMessage(r: DispatchRecord, interrupted = false): OutboundM
   return { topic: 'ledger', payload, qos: 1, retain: false, class: 'ledger' };
 }
 
-export function statePayload(p: Plan, s: Snapshot, totals: { importedWh: number; exportedWh: number }, now: number): StatePayload {
+export function statePayload(p: Plan, s: Snapshot, totals: { importedWh: number; exportedWh: number }, monoMs: number): StatePayload {
   return {
     mode: p.mode,
     grid: gridUp(p, s) ? 'up' : 'down',
     vehicle: {
       connected: s.vehicle.connected,
       socPct: s.vehicle.socPct !== undefined ? round1(s.vehicle.socPct) : null,
-      socAgeS: s.vehicle.socAtMs !== undefined ? Math.max(0, Math.round((now - s.vehicle.socAtMs) / 1000)) : null,
+      socAgeS: s.vehicle.socAtMs !== undefined ? Math.max(0, Math.round((monoMs - s.vehicle.socAtMs) / 1000)) : null,
       socSource: s.vehicle.socSource,
     },
     powerW: Math.round(s.inverter.powerW ?? 0),
@@ -62,6 +62,7 @@ export function statePayload(p: Plan, s: Snapshot, totals: { importedWh: number;
     departure: { at: p.departureAtMs !== undefined ? isoUtc(p.departureAtMs) : null, atRisk: p.departureAtRisk },
     // in fault, the cause after the reason codes, so the aggregator and `status` see why
     reasons: p.mode === 'fault' && p.memory.faultReason ? [...p.reasons, `fault: ${p.memory.faultReason}`] : p.reasons,
+    storage: s.storage?.writable === false ? { writable: false, fault: s.storage.fault ?? null } : { writable: true, fault: null },
   };
 }
 

@@ -39,12 +39,18 @@ export class Recorder {
     // killed process, which keeps the fsync off the path of an `accepted` answer.
     const islandJson = JSON.stringify(plan.memory.island);
     const islandChanged = islandJson !== this.savedIslandJson && store?.saveIsland !== undefined;
-    if (store?.atomically && (plan.responses.length || plan.events.length || plan.finished.length || islandChanged)) {
+    // a store known not to write is not asked to (each call would fail): the answers, events and state
+    // still go out, unstored (the uplink sends them once, see docs/storage.md)
+    if (s.storage?.writable === false) {
+      this.recordInner(plan, s, now, config, monoMs, true);
+    } else if (store?.atomically && (plan.responses.length || plan.events.length || plan.finished.length || islandChanged)) {
       try {
         const saved = store.atomically(() => this.recordInner(plan, s, now, config, monoMs), plan.finished.length ? 'durable' : 'relaxed');
         if (saved !== undefined) this.savedIslandJson = saved;
       } catch (e) {
         this.log('error', `record failed: ${(e as Error)?.message ?? String(e)}`);
+        // the transaction is gone: say what was decided anyway, without the store
+        this.recordInner(plan, s, now, config, monoMs, true);
       }
     } else {
       const saved = this.recordInner(plan, s, now, config, monoMs);
@@ -54,8 +60,9 @@ export class Recorder {
   }
 
   /** Returns the island JSON it saved (taken as saved once the transaction committed). */
-  private recordInner(plan: Plan, s: Snapshot, now: number, config: Config, monoMs: number): string | undefined {
-    const store = this.opts.store;
+  /** @param storeless the store cannot write: messages only; a settlement is not announced (no ledger without its row) */
+  private recordInner(plan: Plan, s: Snapshot, now: number, config: Config, monoMs: number, storeless = false): string | undefined {
+    const store = storeless ? undefined : this.opts.store;
     const uplink = this.opts.uplink;
     const msgs: OutboundMessage[] = [];
 
@@ -86,7 +93,10 @@ export class Recorder {
       if (settles) {
         // the ledger row is committed before the final response and the ledger message are queued
         const ledgerMsg = ledgerMessage(rec);
-        if (store) {
+        if (storeless) {
+          this.log('error', `dispatch ${rec.id} ended while storage cannot write: its settlement is not recorded and no ledger message is sent`);
+          msgs.push(msg);
+        } else if (store) {
           safelySync(() => store.settleDispatch(rec, [msg, ledgerMsg], now), this.log);
           this.opts.onSettled?.(rec);
           safelySync(() => uplink?.drain?.(), this.log);
@@ -124,7 +134,7 @@ export class Recorder {
     const modeChanged = this.lastMode !== plan.mode;
     if (modeChanged || monoMs - this.lastStateMs >= config.uplink.stateIntervalS * 1000) {
       this.lastStateMs = monoMs;
-      msgs.push({ topic: 'state', payload: statePayload(plan, s, this.assembler.totals, now) as unknown as Record<string, unknown>, qos: 0, retain: false, class: 'state' });
+      msgs.push({ topic: 'state', payload: statePayload(plan, s, this.assembler.totals, monoMs) as unknown as Record<string, unknown>, qos: 0, retain: false, class: 'state' });
     }
     const f = plan.flex;
     const flexKey = `${round100(f.maxDischargeW)}|${round100(f.maxChargeW)}|${round100(f.dischargeableWh)}|${round100(f.chargeableWh)}|${f.untilMs}`;

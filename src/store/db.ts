@@ -175,6 +175,12 @@ export function noteWriteFailure(db: Db, err: unknown): void {
   setHealth(db, { writable: false, fault: `${e.code}: ${e.message ?? 'write failed'}`, sinceMs: h.writable ? healthState(db).nowMs() : h.sinceMs });
 }
 
+/** The file system is (nearly) full before any write failed: the same fault, with the free space named. */
+export function noteLowSpace(db: Db, fault: string): void {
+  const h = healthState(db).health;
+  setHealth(db, { writable: false, fault, sinceMs: h.writable ? healthState(db).nowMs() : h.sinceMs });
+}
+
 export function noteWritable(db: Db): void {
   if (!healthState(db).health.writable) setHealth(db, { writable: true });
 }

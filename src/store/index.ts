@@ -4,9 +4,11 @@
  *
  * Not thread-safe and not meant for two writers: one runtime process owns the file; the CLI reads it.
  */
+import { statfsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { OutboundMessage, QueuedMessage } from '../contract.ts';
 import type { CoreEvent, DispatchRecord } from '../control/types.ts';
-import { onHealthChange, openDb, probeWritable, requireDurableCommit, setHealthClock, stmt, storageHealth, transact, type Db, type StorageHealth } from './db.ts';
+import { noteLowSpace, onHealthChange, openDb, probeWritable, requireDurableCommit, setHealthClock, stmt, storageHealth, transact, type Db, type StorageHealth } from './db.ts';
 import { checkRecord, finishedDispatches, insertStatus, isTerminal, loadDispatch, statusHistory, storedStatus, unsettledDispatches, upsertDispatch, type StatusChange } from './dispatches.ts';
 import { checkEvent, insertEvent, listEvents, pruneEvents, type EventRow } from './events.ts';
 import { MINUTE_MS, pruneHistory, rawSamples, rollupRows, SampleDeltas, writeBatch, type HistorySample, type RollupRow, type StateSample } from './history.ts';
@@ -45,6 +47,11 @@ export interface StorageSettings {
   sampleFlushS: number;
   /** While a dispatch is open its running energy is checkpointed this often, s. */
   meterCheckpointS: number;
+  /**
+   * Free space on the database's file system below which the store reports itself unwritable before a
+   * write fails, MiB: a dispatch is then refused (`storage`) rather than accepted and left unrecorded.
+   */
+  minFreeMiB: number;
 }
 
 export const DEFAULT_STORAGE: StorageSettings = {
@@ -56,7 +63,11 @@ export const DEFAULT_STORAGE: StorageSettings = {
   outboxMaxRows: 10_000,
   sampleFlushS: 300,
   meterCheckpointS: 5,
+  minFreeMiB: 4,
 };
+
+/** How often `health()` looks at the free space while the file takes writes, ms of the store's clock. */
+const FREE_SPACE_CHECK_MS = 5000;
 
 export interface StoreOptions {
   /** IANA zone for day/month totals and time-of-day rates; null/undefined = the system's. */
@@ -162,6 +173,7 @@ export class Store {
   private readonly nowMs: () => number;
   private readonly probeIntervalMs: number;
   private lastProbeMs?: number;
+  private lastFreeCheckMs?: number;
   /** Samples dropped because the buffer was full and the file did not take them. */
   samplesDropped = 0;
 
@@ -188,8 +200,16 @@ export class Store {
    */
   health(): StorageHealth {
     const h = storageHealth(this.db);
-    if (h.writable || this.closed) return h;
+    if (this.closed) return h;
     const now = this.nowMs();
+    if (h.writable) {
+      if (this.lastFreeCheckMs === undefined || now - this.lastFreeCheckMs >= FREE_SPACE_CHECK_MS || now < this.lastFreeCheckMs) {
+        this.lastFreeCheckMs = now;
+        const low = this.lowSpace();
+        if (low) noteLowSpace(this.db, low);
+      }
+      return storageHealth(this.db);
+    }
     if (this.lastProbeMs === undefined || now - this.lastProbeMs >= this.probeIntervalMs || now < this.lastProbeMs) return this.probe();
     return h;
   }
@@ -198,8 +218,33 @@ export class Store {
   probe(): StorageHealth {
     this.assertOpen();
     this.lastProbeMs = this.nowMs();
+    // low free space is cleared only with room to spare again (half the bound more), so it does not flap
+    const low = this.lowSpace(1.5);
+    if (low) {
+      noteLowSpace(this.db, low);
+      return storageHealth(this.db);
+    }
     probeWritable(this.db);
     return storageHealth(this.db);
+  }
+
+  /**
+   * What is wrong when the database's file system has less than `storage.minFreeMiB` (× `margin`) free;
+   * undefined when there is room, for an in-memory database, or where the file system cannot say.
+   */
+  private lowSpace(margin = 1): string | undefined {
+    const file = this.db.name;
+    if (!file || file === ':memory:' || this.db.memory) return undefined;
+    let freeBytes: number;
+    try {
+      const st = statfsSync(dirname(file));
+      freeBytes = Number(st.bavail) * Number(st.bsize);
+    } catch {
+      return undefined;
+    }
+    const minBytes = this.settings.minFreeMiB * 1024 * 1024 * margin;
+    if (freeBytes >= minBytes) return undefined;
+    return `ENOSPC: ${(freeBytes / 1024 / 1024).toFixed(1)} MiB free on ${dirname(file)}, below storage.minFreeMiB (${this.settings.minFreeMiB} MiB)`;
   }
 
   /** Called whenever `health()` changes (a fault seen, or cleared by a probe). Returns the unsubscribe. */
@@ -278,6 +323,8 @@ export class Store {
       exportedWh: record.exportedWh, importedWh: record.importedWh, carSideWh: record.carSideWh,
       rewardAmount: amount, currency: this.tariff.priced ? this.tariff.currency : null,
       interrupted: opts.interrupted ?? false, settledMs: nowMs,
+      reason: record.reason === 'stopped' || record.reason === 'interrupted' ? record.reason : null,
+      downtimeS: record.downtimeS !== undefined && record.downtimeS > 0 ? record.downtimeS : null,
     };
     const out = msgs.map((m) => (m && m.class === 'ledger' ? completeLedgerMessage(m, row) : m));
     if (!out.some((m) => m.class === 'ledger')) out.push(ledgerMessage(row));

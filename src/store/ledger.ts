@@ -27,6 +27,10 @@ export interface LedgerRow {
   currency: string | null;
   /** Settled at start-up from what was measured before the process died. */
   interrupted: boolean;
+  /** Why it ended other than by its own time or a cancel: `stopped` (a clean stop), `interrupted`; null otherwise. */
+  reason: string | null;
+  /** Seconds the device was down while the window was open (it resumed after a restart); null = none. */
+  downtimeS: number | null;
   settledMs: number;
   /** Local calendar day and month of `endMs`. */
   day: string;
@@ -49,9 +53,10 @@ export function isSettled(db: Db, dispatchId: string): boolean {
 export function insertLedger(db: Db, row: NewLedgerRow, tz: string | null | undefined): LedgerRow {
   const { day, month } = localDayMonth(row.endMs, tz);
   const info = stmt(db, `
-    INSERT INTO ledger(dispatchId, status, startMs, endMs, exportedWh, importedWh, carSideWh, rewardAmount, currency, interrupted, settledMs, day, month)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+    INSERT INTO ledger(dispatchId, status, startMs, endMs, exportedWh, importedWh, carSideWh, rewardAmount, currency, interrupted, settledMs, day, month, reason, downtimeS)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
     row.dispatchId, row.status, row.startMs, row.endMs, row.exportedWh, row.importedWh, row.carSideWh, row.rewardAmount, row.currency, row.interrupted ? 1 : 0, row.settledMs, day, month,
+    row.reason ?? null, row.downtimeS ?? null,
   );
   const add = stmt(db, `
     INSERT INTO energy_totals(period, currency, dispatches, exportedWh, importedWh, carSideWh, rewardAmount) VALUES (?, ?, 1, ?, ?, ?, ?)
@@ -106,6 +111,8 @@ export function ledgerPayload(row: LedgerRow | NewLedgerRow): LedgerPayload {
     status: row.status,
   };
   if (row.interrupted) p.interrupted = true;
+  if (row.reason) p.reason = row.reason;
+  if (row.downtimeS) p.downtimeS = Math.round(row.downtimeS);
   if (row.rewardAmount !== null && row.currency) p.reward = { amount: row.rewardAmount, currency: row.currency };
   return p;
 }
@@ -128,7 +135,7 @@ function round3(x: number): number {
 
 // --- output for the CLI -----------------------------------------------------------------------
 
-const CSV_COLUMNS = ['dispatchId', 'status', 'start', 'end', 'exportedWh', 'importedWh', 'carSideWh', 'rewardAmount', 'currency', 'interrupted', 'settledAt'] as const;
+const CSV_COLUMNS = ['dispatchId', 'status', 'start', 'end', 'exportedWh', 'importedWh', 'carSideWh', 'rewardAmount', 'currency', 'interrupted', 'settledAt', 'reason', 'downtimeS'] as const;
 
 function csvField(v: string): string {
   return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
@@ -141,17 +148,24 @@ export function formatLedgerCsv(rows: LedgerRow[]): string {
     const cells = [
       r.dispatchId, r.status, isoUtc(r.startMs), isoUtc(r.endMs), String(round3(r.exportedWh)), String(round3(r.importedWh)), String(round3(r.carSideWh)),
       r.rewardAmount === null ? '' : String(r.rewardAmount), r.currency ?? '', r.interrupted ? 'true' : 'false', isoUtc(r.settledMs),
+      r.reason ?? '', r.downtimeS === null || r.downtimeS === undefined ? '' : String(Math.round(r.downtimeS)),
     ];
     lines.push(cells.map(csvField).join(','));
   }
   return lines.join('\r\n') + '\r\n';
 }
 
+/** Why a row ended early and how long the device was down during it, for the table's status column. */
+function endNote(r: LedgerRow): string {
+  const notes = [r.reason && r.reason !== r.status ? r.reason : undefined, r.downtimeS ? `down ${Math.round(r.downtimeS)} s` : undefined].filter(Boolean);
+  return notes.length ? ` (${notes.join(', ')})` : '';
+}
+
 /** A plain table for a terminal, with a total line. */
 export function formatLedgerTable(rows: LedgerRow[]): string {
   const head = ['id', 'start', 'end', 'status', 'exported Wh', 'imported Wh', 'car-side Wh', 'reward'];
   const body = rows.map((r) => [
-    r.dispatchId + (r.interrupted ? ' (interrupted)' : ''), isoUtc(r.startMs), isoUtc(r.endMs), r.status,
+    r.dispatchId + (r.interrupted ? ' (interrupted)' : ''), isoUtc(r.startMs), isoUtc(r.endMs), r.status + endNote(r),
     r.exportedWh.toFixed(1), r.importedWh.toFixed(1), r.carSideWh.toFixed(1), r.rewardAmount === null ? '-' : `${r.rewardAmount.toFixed(2)} ${r.currency}`,
   ]);
   const sum = (k: 'exportedWh' | 'importedWh' | 'carSideWh') => rows.reduce((a, r) => a + r[k], 0).toFixed(1);

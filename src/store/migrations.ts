@@ -155,6 +155,16 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX dispatches_updated ON dispatches(updatedMs);
     `,
   },
+  {
+    version: 5,
+    description: 'ledger rows say why a dispatch ended early (reason) and how long the device was down during it (downtimeS)',
+    sql: `
+      -- 'stopped' (a clean stop), 'interrupted' (a crash outlasting the window), or NULL (ended by its own time or a cancel)
+      ALTER TABLE ledger ADD COLUMN reason TEXT;
+      -- seconds the device was down while the window was open (it resumed after a restart); NULL = none
+      ALTER TABLE ledger ADD COLUMN downtimeS REAL;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

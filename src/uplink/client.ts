@@ -388,14 +388,14 @@ class MqttUplink implements Uplink {
   }
 
   /**
-   * The outbox cannot write (a full or read-only disk): answers and events are still sent, once, while
-   * connected, so the aggregator hears the `storage` refusal; nothing else is. They carry seq numbers
-   * already reserved on disk, so seq stays increasing across restarts.
+   * The outbox cannot write (a full or read-only disk): answers, events and state are still sent, once,
+   * while connected, so the aggregator hears the `storage` refusal and sees `state.storage`; nothing else
+   * is. They carry seq numbers already reserved on disk, so seq stays increasing across restarts.
    */
   private sendUnstored(msgs: OutboundMessage[]): void {
     const o = this.o.outbox as Partial<VolatileStamping>;
     if (typeof o.stampVolatile !== 'function') return;
-    const urgent = msgs.filter((m) => m.class === 'response' || m.class === 'event');
+    const urgent = msgs.filter((m) => m.class === 'response' || m.class === 'event' || m.class === 'state');
     if (!urgent.length) return;
     try {
       for (const q of o.stampVolatile(urgent, this.o.clock.wallMs())) if (!this.stopping && this.pump.sendVolatile(q)) this.st.unstored++;

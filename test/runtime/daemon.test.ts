@@ -7,7 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, unlinkSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, writeFileSync, rmSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { SimSite } from '../../hal/sim/site.ts';
 import { startSimSunspecServer } from '../../hal/sim/sunspec-server.ts';
 import { systemClock } from '../../hal/system-clock.ts';
 import { brokerProtocolVersion, freePort, startBroker } from '../helpers/broker.ts';
+import { NO_MOUNT, tinyFs } from '../helpers/tmpfs.ts';
 
 const CLI = join(PROJECT_ROOT, 'src/cli.ts');
 
@@ -267,6 +268,58 @@ describe('daemon stop: power to zero first, the process gone within its bound', 
       await agg.endAsync(true);
       await broker.stop();
       await inv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a full disk: the daemon refuses new dispatches with storage and says so in state, event and status', async (t) => {
+    const fs = tinyFs(t, 8 * 1024);
+    if (!fs) return t.skip(NO_MOUNT);
+    const dir = tempDir();
+    const broker = await startBroker();
+    const cfg = join(dir, 'local.json');
+    writeFileSync(cfg, JSON.stringify(await simConfig(fs, {
+      deviceId: 'fulldisk', uplink: { url: broker.url }, storage: { path: join(fs, 'wallbox.db'), minFreeMiB: 2 },
+      vehicle: { v2gEnabled: true, dischargeFloorPct: 20, departureTime: null },
+    })));
+    const agg = await mqtt.connectAsync(broker.url, { protocolVersion: brokerProtocolVersion(), reconnectPeriod: 0 });
+    const seen: { topic: string; body: Record<string, unknown> }[] = [];
+    agg.on('message', (topic, payload) => {
+      try {
+        seen.push({ topic, body: JSON.parse(payload.toString()) });
+      } catch {
+        // not JSON: not ours
+      }
+    });
+    await agg.subscribeAsync('wallbox/fulldisk/#', { qos: 1 });
+    const d = startDaemon(cfg, fs);
+    try {
+      await waitFor('uplink connected', () => (/uplink: connected/.test(d.out()) ? true : undefined), 300);
+      // fill the file system the database lives on
+      const filler = join(fs, 'filler');
+      const chunk = Buffer.alloc(256 * 1024, 1);
+      try {
+        for (let i = 0; i < 64; i++) appendFileSync(filler, chunk);
+      } catch (e) {
+        assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC');
+      }
+      const alarm = await waitFor('the storage event', () => seen.find((m) => m.topic === 'wallbox/fulldisk/event' && m.body.kind === 'storage' && m.body.severity === 'alarm'), 200);
+      assert.match(String(alarm.body.message), /ENOSPC: .* MiB free on .*below storage\.minFreeMiB/);
+      await agg.publishAsync('wallbox/fulldisk/dispatch', JSON.stringify({ id: 'full-1', powerW: -4000, durationS: 300 }), { qos: 1 });
+      const answer = await waitFor('the answer', () => seen.find((m) => m.topic === 'wallbox/fulldisk/dispatch/response' && m.body.id === 'full-1'));
+      assert.equal(answer.body.status, 'rejected');
+      assert.equal(answer.body.reason, 'storage');
+      const state = await waitFor('a state saying so', () => seen.find((m) => m.topic === 'wallbox/fulldisk/state' && (m.body.storage as { writable?: boolean } | undefined)?.writable === false), 200);
+      // the first cause seen (the free-space check) or the write that failed after it: both say "full"
+      assert.match(String((state.body.storage as { fault: string }).fault), /ENOSPC|SQLITE_FULL/);
+      const status = await askStatus(d.sock, { cmd: 'status' }, 2000);
+      assert.match(JSON.stringify(status), /storage: (ENOSPC|SQLITE_FULL)/);
+      d.child.kill('SIGTERM');
+      assert.equal(await d.exitWithin(STOP_BUDGET_MS + 5000), 0, d.out());
+    } finally {
+      if (d.child.exitCode === null) d.child.kill('SIGKILL');
+      await agg.endAsync(true);
+      await broker.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   });

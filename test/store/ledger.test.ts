@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { formatLedgerCsv, openStore, type MeterCheckpoint } from '../../src/store/index.ts';
+import { formatLedgerCsv, formatLedgerTable, openStore, type MeterCheckpoint } from '../../src/store/index.ts';
+import { ledgerMessage as runtimeLedgerMessage } from '../../src/runtime/outgoing.ts';
 import { readStatusTotals, runLedgerCommand } from '../../src/store/ledger-command.ts';
 import { dbIn, ledgerMsg, record, responseMsg, T0, tempDir } from './helpers.ts';
 
@@ -104,6 +105,31 @@ describe('ledger and settlement', () => {
     s.close();
   });
 
+  it('a ledger row keeps why the dispatch ended early and the downtime: the database, `wallbox ledger` and MQTT agree', (t) => {
+    const s = openStore(dbIn(tempDir(t)));
+    const rec = record('down-1', { status: 'completed', reason: 'stopped', downtimeS: 41.6, exportedWh: 700, startedMs: T0, endedMs: T0 + 600_000 });
+    const runtimeMsg = runtimeLedgerMessage(rec);
+    const [queued] = s.settleDispatch(rec, [runtimeMsg], T0 + 600_000).filter((q) => q.topic === 'ledger');
+    const [row] = s.ledger();
+    assert.equal(row.reason, 'stopped');
+    assert.equal(row.downtimeS, 41.6);
+    const sent = queued.payload as Record<string, unknown>;
+    assert.equal(sent.reason, 'stopped');
+    assert.equal(sent.downtimeS, 42);
+    assert.equal(sent.start, '2026-11-23T16:00:00Z');
+    assert.equal(sent.end, '2026-11-23T16:10:00Z');
+    const csv = formatLedgerCsv(s.ledger()).split('\r\n');
+    assert.match(csv[0], /,reason,downtimeS$/);
+    assert.match(csv[1], /^down-1,completed,2026-11-23T16:00:00Z,2026-11-23T16:10:00Z,700,.*,stopped,42$/);
+    assert.match(formatLedgerTable(s.ledger()), /completed \(stopped, down 42 s\)/);
+    // a dispatch that ended by its own time has neither
+    s.settleDispatch(record('plain-1', { status: 'completed', exportedWh: 100, startedMs: T0, endedMs: T0 + 60_000 }), [], T0 + 60_000);
+    const plain = s.ledger().find((r) => r.dispatchId === 'plain-1')!;
+    assert.equal(plain.reason, null);
+    assert.equal(plain.downtimeS, null);
+    s.close();
+  });
+
   it('no tariff: no reward in the message, none in the row', (t) => {
     const s = openStore(dbIn(tempDir(t)));
     const [, l] = s.settleDispatch(record('d1', { status: 'completed', exportedWh: 10 }), [responseMsg('d1', 'completed')], T0);
@@ -195,8 +221,8 @@ describe('ledger command', () => {
     const out: string[] = [];
     assert.equal(runLedgerCommand({ dbPath: seeded(t), csv: true }, (s) => out.push(s)), 0);
     const lines = out.join('').split('\r\n');
-    assert.equal(lines[0], 'dispatchId,status,start,end,exportedWh,importedWh,carSideWh,rewardAmount,currency,interrupted,settledAt');
-    assert.equal(lines[1], 'a1,completed,2026-11-23T16:00:00Z,2026-11-23T16:01:00Z,1000.25,0,-1052.9,0.2001,EUR,false,2026-11-23T16:01:00Z');
+    assert.equal(lines[0], 'dispatchId,status,start,end,exportedWh,importedWh,carSideWh,rewardAmount,currency,interrupted,settledAt,reason,downtimeS');
+    assert.equal(lines[1], 'a1,completed,2026-11-23T16:00:00Z,2026-11-23T16:01:00Z,1000.25,0,-1052.9,0.2001,EUR,false,2026-11-23T16:01:00Z,,');
     assert.match(lines[2], /^b2,cancelled,.*,true,/);
     assert.equal(lines.length, 3); // the caller ends the last line
   });
@@ -240,7 +266,7 @@ describe('ledger command', () => {
   });
 
   it('formatLedgerCsv of no rows is just the header', () => {
-    assert.equal(formatLedgerCsv([]).split('\r\n')[0].split(',').length, 11);
+    assert.equal(formatLedgerCsv([]).split('\r\n')[0].split(',').length, 13);
   });
 
   it('the CLI does not write to the file (read-only open)', (t) => {

@@ -11,30 +11,11 @@ import { mkdtempSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type Store } from '../../src/store/index.ts';
+import { tinyFs } from '../helpers/tmpfs.ts';
 
 /** The sample buffer's documented bound (docs/storage.md). */
 const MAX_BUFFERED_SAMPLES = 20_000;
 import { dbIn, record, responseMsg, T0, tempDir } from './helpers.ts';
-
-/** A tmpfs of `sizeKiB` at a fresh directory, or undefined where mounting is not permitted. */
-function tinyFs(t: { after: (fn: () => void) => void }, sizeKiB: number): string | undefined {
-  const dir = mkdtempSync(join(tmpdir(), 'wallbox-tmpfs-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeKiB}k`, 'tmpfs', dir], { stdio: 'ignore' });
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-    return undefined;
-  }
-  t.after(() => {
-    try {
-      execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
-    } catch {
-      // already gone
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return dir;
-}
 
 /** Limits the file to its current size plus `pages` pages: the next writes beyond it fail with SQLITE_FULL. */
 function capFile(s: Store, pages: number): void {
@@ -102,11 +83,34 @@ describe('storage that cannot write', () => {
     s.close();
   });
 
+  it('a disk nearly full is seen before a write fails (storage.minFreeMiB), and clears only with room to spare', (t) => {
+    const dir = tinyFs(t, 4 * 1024);
+    if (!dir) return t.skip('mounting a tmpfs is not permitted here');
+    let now = T0;
+    const s = openStore(join(dir, 'wallbox.db'), { nowMs: () => now, probeIntervalS: 1, storage: { minFreeMiB: 1 } });
+    assert.equal(s.health().writable, true);
+    // 3.5 of 4 MiB taken by another file: 0.5 MiB free, below the 1 MiB bound
+    writeFileSync(join(dir, 'other'), Buffer.alloc(3.5 * 1024 * 1024 - 200 * 1024));
+    now += 5000;
+    const h = s.health();
+    assert.equal(h.writable, false);
+    assert.match(h.fault ?? '', /^ENOSPC: 0\.\d MiB free on .*, below storage\.minFreeMiB \(1 MiB\)$/);
+    // 1.2 MiB free: above the bound but below 1.5 × it, so still not writable (no flapping at the edge)
+    writeFileSync(join(dir, 'other'), Buffer.alloc(2.8 * 1024 * 1024 - 200 * 1024));
+    now += 2000;
+    assert.equal(s.health().writable, false);
+    unlinkSync(join(dir, 'other'));
+    now += 2000;
+    assert.equal(s.health().writable, true);
+    s.close();
+  });
+
   it('a full disk (256 KiB tmpfs): writes fail as a storage fault, the sample buffer stays bounded, nothing half-written', (t) => {
     const dir = tinyFs(t, 256);
     if (!dir) return t.skip('mounting a tmpfs is not permitted here');
     let now = T0;
-    const s = openStore(join(dir, 'wallbox.db'), { nowMs: () => now, storage: { sampleFlushS: 60 } });
+    // the free-space check off (a tiny bound): this test is about writes that fail
+    const s = openStore(join(dir, 'wallbox.db'), { nowMs: () => now, storage: { sampleFlushS: 60, minFreeMiB: 0.001 } });
     s.recordDispatch(record('d0'), T0);
     // fill the disk with another file
     let fill = 0;
@@ -125,7 +129,8 @@ describe('storage that cannot write', () => {
     }
     assert.ok(failures > 0, 'the disk never filled');
     assert.equal(s.health().writable, false);
-    assert.match(s.health().fault ?? '', /SQLITE_(FULL|IOERR)/);
+    // the write's own code, or (once a probe looked) the free space it found: both say full
+    assert.match(s.health().fault ?? '', /SQLITE_(FULL|IOERR)|ENOSPC: 0\.0 MiB free/);
     // samples keep coming every second for longer than the buffer holds
     let sampleErrors = 0;
     for (let i = 0; i < MAX_BUFFERED_SAMPLES + 2000; i++) {
