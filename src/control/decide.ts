@@ -18,7 +18,7 @@ import { assessGrid, inverterFresh, type GridView } from './grid-loss.ts';
 import { contactorMayBeOpen, interlock } from './interlock.ts';
 import { ownCharge, surplusOff } from './surplus.ts';
 import { calendarMs } from './time.ts';
-import { floorsWithOverrides, overrideChargeReason, overridesInForce } from './overrides.ts';
+import { floorsWithOverrides, overrideChargeReason, overrideEvents, overridesInForce, overridesKey } from './overrides.ts';
 import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, ReasonCode, RestoredState, Snapshot } from './types.ts';
 
 /**
@@ -154,6 +154,8 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   // only tighten the homeowner's limits (a V2G pause, a higher floor) or add a reason to charge
   const ov = overridesInForce(c, s, nowMs);
   c = ov.settings;
+  const ovKey = overridesKey(ov.active);
+  if (ovKey !== m.overridesKey) events.push(...overrideEvents(m.overridesKey, ov.active, calendarMs(s, nowMs), c.timezone ?? 'UTC'));
   const inputIssues = issuesKey(sanitized.issues);
   if (inputIssues !== undefined && inputIssues !== m.inputIssues) events.push({ kind: 'input', severity: 'warning', message: issuesMessage(sanitized.issues) });
   // storage that cannot write: nothing may run that cannot be settled (invariant 6)
@@ -459,6 +461,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     chargeLatched,
     inputIssues,
     inverterRefusedId,
+    overridesKey: ovKey,
     startup: reconciling ? m.startup : undefined,
     gridLoss: grid.alarmSinceMs !== undefined || trip ? { alarmSinceMs: grid.alarmSinceMs, trip } : undefined,
     lastGridForming: gridForming,

@@ -9,7 +9,7 @@
  * compared with `calendarMs(snapshot, nowMs)`, never with the monotonic `nowMs`.
  */
 import type { ControlSettings, OverridesConfig } from '../config/types.ts';
-import { calendarMs } from './time.ts';
+import { calendarMs, localParts } from './time.ts';
 import type { Floors } from './types.ts';
 
 export interface ActiveOverrides {
@@ -90,4 +90,44 @@ export function overrideChargeReason(a: ActiveOverrides, socPct: number | undefi
 export function overridesInForce(c: ControlSettings, s: { wallMs?: number }, nowMs: number): { active: ActiveOverrides; settings: ControlSettings } {
   const active = activeOverrides(c.overrides, calendarMs(s, nowMs));
   return { active, settings: withOverrides(c, active) };
+}
+
+/** The overrides in force as a key (kind, level, end), to say a change once. Undefined = none. */
+export function overridesKey(a: ActiveOverrides): string | undefined {
+  return a.boost || a.pauseV2g || a.backupReserve ? JSON.stringify(a) : undefined;
+}
+
+const pad2 = (n: number) => String(n).padStart(2, '0');
+
+function describe(kind: keyof ActiveOverrides, a: ActiveOverrides): string {
+  if (kind === 'boost') return `charge now to ${a.boost!.targetSocPct} %`;
+  if (kind === 'pauseV2g') return 'V2G paused';
+  return `backup reserve ${a.backupReserve!.socPct} %`;
+}
+
+/**
+ * Events for quick actions that came into force, changed or ended since the last decision (`prevKey` is
+ * the memory's `overridesKey`): one each, with its end in local time (`timeZone`), for the event log.
+ */
+export function overrideEvents(prevKey: string | undefined, a: ActiveOverrides, calendarNowMs: number, timeZone: string): { kind: string; severity: 'info'; message: string }[] {
+  let prev: ActiveOverrides = {};
+  try {
+    if (prevKey) prev = JSON.parse(prevKey) as ActiveOverrides;
+  } catch {
+    prev = {};
+  }
+  const local = (ms: number) => {
+    const p = localParts(ms, timeZone);
+    return `${p.year}-${pad2(p.month)}-${pad2(p.day)} ${pad2(p.hour)}:${pad2(p.minute)}`;
+  };
+  const out: { kind: string; severity: 'info'; message: string }[] = [];
+  for (const kind of ['boost', 'pauseV2g', 'backupReserve'] as const) {
+    const now = a[kind];
+    const before = prev[kind];
+    if (now && JSON.stringify(now) !== JSON.stringify(before))
+      out.push({ kind: 'override', severity: 'info', message: `quick action: ${describe(kind, a)} until ${local(now.untilMs)} (${timeZone})` });
+    else if (!now && before)
+      out.push({ kind: 'override', severity: 'info', message: `quick action ended: ${describe(kind, prev)}${calendarNowMs >= before.untilMs ? ' (its time is up)' : ' (ended early)'}` });
+  }
+  return out;
 }

@@ -266,6 +266,8 @@ export interface Memory {
   inputIssues?: string;
   /** The dispatch whose command the inverter could not represent or did not follow: held at zero until it ends. */
   inverterRefusedId?: string;
+  /** The homeowner's quick actions in force at the last decision (src/control/overrides.ts), to say a change once. */
+  overridesKey?: string;
   /**
    * Present from a start until the core has seen a fresh inverter reading and the contactor's state
    * (start-up reconciliation, docs/architecture.md): zero power, no grid-forming, an open contactor stays open.

@@ -182,3 +182,18 @@ test('property: with any overrides in force, no discharge at or below the higher
     { numRuns: 300 },
   );
 });
+
+test('a quick action coming into force and ending is said once each, with its end in local time', () => {
+  const end = T0 + 6 * HOUR;
+  const c = { ...cfg({ boost: { targetSocPct: 95, until: iso(end) } }), timezone: 'Europe/Paris' };
+  const [first, second, after] = run(c, [
+    { atMs: T0, over: { vehicle: { socPct: 85 } } },
+    { atMs: T0 + 1000, over: { vehicle: { socPct: 85 } } },
+    { atMs: end, over: { vehicle: { socPct: 85 } } },
+  ]);
+  const said = (p: typeof first) => p.events.filter((e) => e.kind === 'override').map((e) => e.message);
+  // 6 h after 17:00 UTC is 23:00 UTC, midnight in Paris (UTC+1 in November)
+  assert.deepEqual(said(first), ['quick action: charge now to 95 % until 2026-11-24 00:00 (Europe/Paris)']);
+  assert.deepEqual(said(second), [], 'said once');
+  assert.deepEqual(said(after), ['quick action ended: charge now to 95 % (its time is up)']);
+});
