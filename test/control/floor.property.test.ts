@@ -45,6 +45,8 @@ const stepArb = fc.record({
   socReport: fc.constantFrom<'true' | 'none' | 'nan' | 'ninf'>('true', 'true', 'true', 'true', 'true', 'none', 'nan', 'ninf'),
   houseLoadW: fc.option(fc.integer({ min: 0, max: 9000 }), { nil: undefined }),
   dispatchW: fc.option(fc.integer({ min: -22_000, max: -500 }), { nil: undefined, freq: 3 }),
+  /** The wall clock steps by this much before the step (NTP, a board without RTC): the departure is calendar time. */
+  wallStepS: fc.constantFrom(0, 0, 0, 0, 0, 0, 0, 0, -3600, 3600),
 });
 
 /** The next HH:MM in UTC strictly after `nowMs`. */
@@ -77,12 +79,16 @@ test('invariant 1 against an independent floor: unknown and non-finite capacity 
       let now = T0 + w.startOffsetMs + 0.25;
       let soc = w.nearFloorPct !== undefined ? cfg.dischargeFloorPct + w.nearFloorPct : w.soc0;
       let mem: Memory = initialMemory(now);
+      let wallOffsetMs = 0;
       let n = 0;
       const carCapacity = w.carReportsCapacity === 'yes' ? w.capacityWh : w.carReportsCapacity === 'nan' ? Number.NaN : w.carReportsCapacity === 'inf' ? Number.POSITIVE_INFINITY : undefined;
       for (const st of steps) {
         now += st.dtS * 1000;
+        wallOffsetMs += st.wallStepS * 1000;
+        const wall = now + wallOffsetMs;
         const reported = st.socReport === 'true' ? soc : st.socReport === 'nan' ? Number.NaN : st.socReport === 'ninf' ? Number.NEGATIVE_INFINITY : undefined;
         const s: Snapshot = {
+          wallMs: wall,
           vehicle: {
             connected: true, socPct: reported, socAtMs: reported === undefined ? undefined : now, socSource: reported === undefined ? 'none' : 'vehicle',
             capacityWh: carCapacity, minSocPct: w.minSocPct, maxChargeW: w.carMaxChargeW, maxDischargeW: 11_000, bidirectional: true, atMs: now,
@@ -94,7 +100,7 @@ test('invariant 1 against an independent floor: unknown and non-finite capacity 
           houseLoadW: st.houseLoadW,
           houseLoadAtMs: st.houseLoadW === undefined ? undefined : now,
           loadTierCount: 0,
-          commands: st.dispatchW === undefined ? [] : [dispatchCmd(`d${n++}`, st.dispatchW, 3600, now)],
+          commands: st.dispatchW === undefined ? [] : [dispatchCmd(`d${n++}`, st.dispatchW, 3600, wall)],
           energy: { exportedWh: 0, importedWh: 0, carSideWh: 0 },
         };
         const p = decide(s, c, mem, now);
@@ -103,12 +109,12 @@ test('invariant 1 against an independent floor: unknown and non-finite capacity 
         // --- the oracle's floor -------------------------------------------------------------
         let depFloor: number | undefined;
         if (cfg.departureTime !== null) {
-          const depAt = nextUtc(cfg.departureTime, now);
+          const depAt = nextUtc(cfg.departureTime, wall);
           const knownCap = usable(carCapacity) && carCapacity > 0 ? carCapacity : configCapacityWh;
           const capForDeparture = knownCap ?? cfg.assumedCapacityWhForDeparture;
           const house = st.houseLoadW ?? cfg.assumedHouseLoadW;
           const chargeW = Math.max(0, Math.min(w.inverterMaxChargeW, w.carMaxChargeW ?? Infinity, cfg.gridImportLimitW === null ? Infinity : cfg.gridImportLimitW - house));
-          const hours = Math.max(0, (depAt - now) / 1000 - cfg.departureMarginS) / 3600;
+          const hours = Math.max(0, (depAt - wall) / 1000 - cfg.departureMarginS) / 3600;
           depFloor = Math.min(cfg.targetSocPct, Math.max(0, cfg.targetSocPct - ((chargeW * w.efficiency * hours) / capForDeparture) * 100));
         }
         const floor = Math.min(100, Math.max(cfg.dischargeFloorPct, depFloor ?? 0, usable(w.minSocPct) ? w.minSocPct : 0));

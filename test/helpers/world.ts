@@ -16,7 +16,9 @@ const MIN_GAP_MS = 100;
 export const OPEN_BOUND_MS = 100;
 const ALARMS = ['AC_OVER_VOLT', 'AC_UNDER_VOLT', 'OVER_FREQUENCY', 'UNDER_FREQUENCY', 'GRID_DISCONNECT', 'OVER_TEMP', 'GROUND_FAULT'];
 
-type FaultKind = 'estop' | 'inverterFrozen' | 'inverterHangs' | 'linkFrozen' | 'stuckClosed' | 'stuckOpen' | 'alarm' | 'restart' | 'reload';
+type FaultKind = 'estop' | 'inverterFrozen' | 'inverterHangs' | 'linkFrozen' | 'stuckClosed' | 'stuckOpen' | 'alarm' | 'restart' | 'reload' | 'clockStep';
+/** Faults that happen at an instant rather than last. */
+type InstantKind = 'restart' | 'clockStep';
 
 interface Fault {
   kind: FaultKind;
@@ -30,6 +32,8 @@ interface Fault {
   /** For a reload: the reconnect delay and whether backup stays enabled, until the original comes back. */
   reloadDelayS: number;
   backupEnabled: boolean;
+  /** For a clock step: how far the wall clock jumps, s (either sign). */
+  clockStepS: number;
 }
 
 interface Outage {
@@ -56,7 +60,7 @@ const offsetArb = fc.oneof(fc.integer({ min: 0, max: 150 }), fc.integer({ min: 0
 
 const faultArb = (outages: number) =>
   fc.record({
-    kind: fc.constantFrom<FaultKind>('estop', 'inverterFrozen', 'inverterHangs', 'linkFrozen', 'stuckClosed', 'stuckOpen', 'alarm', 'restart', 'reload'),
+    kind: fc.constantFrom<FaultKind>('estop', 'inverterFrozen', 'inverterHangs', 'linkFrozen', 'stuckClosed', 'stuckOpen', 'alarm', 'restart', 'reload', 'clockStep'),
     outage: fc.integer({ min: 0, max: outages - 1 }),
     anchor: fc.constantFrom<'down' | 'up'>('down', 'up'),
     offsetMs: offsetArb,
@@ -64,6 +68,7 @@ const faultArb = (outages: number) =>
     alarms: fc.subarray(ALARMS, { minLength: 1, maxLength: 2 }),
     reloadDelayS: fc.integer({ min: 1, max: 90 }),
     backupEnabled: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+    clockStepS: fc.constantFrom(-3600, 3600, -90, 90),
   });
 
 const outageArb = fc.record({
@@ -111,7 +116,7 @@ function gridEdges(run: WorldRun): { edges: { atMs: number; up: boolean }[]; dow
   return { edges, downAtMs, upAtMs };
 }
 
-const FAULT_ON: Record<Exclude<FaultKind, 'restart'>, (f: Fault) => Omit<ScenarioEvent, 'at'>> = {
+const FAULT_ON: Record<Exclude<FaultKind, InstantKind>, (f: Fault) => Omit<ScenarioEvent, 'at'>> = {
   estop: () => ({ estop: true }),
   inverterFrozen: () => ({ inverterFrozen: true }),
   inverterHangs: () => ({ inverterHangs: true }),
@@ -121,7 +126,7 @@ const FAULT_ON: Record<Exclude<FaultKind, 'restart'>, (f: Fault) => Omit<Scenari
   alarm: (f) => ({ inverterAlarm: f.alarms }),
   reload: (f) => ({ reload: { backup: { reconnectDelayS: f.reloadDelayS, enabled: f.backupEnabled } } }),
 };
-const FAULT_OFF: Record<Exclude<FaultKind, 'restart'>, Omit<ScenarioEvent, 'at'>> = {
+const FAULT_OFF: Record<Exclude<FaultKind, InstantKind>, Omit<ScenarioEvent, 'at'>> = {
   estop: { estop: false },
   inverterFrozen: { inverterFrozen: false },
   inverterHangs: { inverterHangs: false },
@@ -140,8 +145,8 @@ export function worldScenario(run: WorldRun): Scenario {
   let lastMs = edges[edges.length - 1].atMs;
   for (const f of run.faults) {
     const atMs = (f.anchor === 'down' ? downAtMs[f.outage] : upAtMs[f.outage]) + f.offsetMs;
-    if (f.kind === 'restart') {
-      events.push({ at: atMs / 1000, restart: true });
+    if (f.kind === 'restart' || f.kind === 'clockStep') {
+      events.push(f.kind === 'restart' ? { at: atMs / 1000, restart: true } : { at: atMs / 1000, clockStep: f.clockStepS });
       lastMs = Math.max(lastMs, atMs);
       continue;
     }
