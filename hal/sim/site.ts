@@ -134,8 +134,8 @@ export class SimSite {
   private readonly pv?: { peakW: number; ratio: number; riseMin: number; setMin: number; timeZone: string };
   private pvOffset?: { hour: number; offsetMs: number };
   private readonly startMs: number;
-  private readonly profile: LoadProfile;
-  private readonly pvProfile?: LoadProfile;
+  private profile: LoadProfile;
+  private pvProfile?: LoadProfile;
   private readonly phases: 1 | 3;
   private readonly chargerPhases: number[];
   /** The grid meter's energy counters, Wh. */
@@ -259,6 +259,12 @@ export class SimSite {
     let w = 0;
     for (const [stepS, stepW] of profile) if (stepS <= atS) w = stepW;
     return w;
+  }
+
+  /** Replace the essential house load and/or the PV profile from now on (steps count from the site's start). */
+  setLoads(o: { houseLoadW?: LoadProfile; pvW?: LoadProfile }): void {
+    if (o.houseLoadW !== undefined) this.profile = o.houseLoadW;
+    if (o.pvW !== undefined) this.pvProfile = o.pvW;
   }
 
   /** Whether the site has PV. */
