@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { VirtualClock } from '../hal/sim/virtual-clock.ts';
 import { SimSite } from '../hal/sim/site.ts';
 import { Incarnation } from '../hal/sim/incarnation.ts';
-import type { Ports } from '../hal/ports.ts';
+import type { Clock, InverterPort, Ports } from '../hal/ports.ts';
+import { startScenarioCan } from '../hal/sim/can-home.ts';
 import type { OutageRecord, UnsafeClose } from '../hal/sim/safety-monitor.ts';
 import { openStore, type LedgerRow, type Store } from './store/index.ts';
 import { ConfigError, PROJECT_ROOT, loadConfig } from './config/load.ts';
@@ -52,7 +53,8 @@ export interface Scenario {
   timezone?: string;
   tickS?: number;
   vehicle?: { capacityWh?: number; socPct?: number; maxChargeW?: number; maxDischargeW?: number; connected?: boolean; bidirectional?: boolean; reportsSoc?: boolean; reportsCapacity?: boolean; minSocPct?: number; taperStartPct?: number };
-  inverter?: { ratedW?: number; efficiency?: number; islandCapable?: boolean; formingExitDelayMs?: number; hangMs?: number };
+  /** `can`: the runtime drives the simulated inverter over CAN (the keys of `inverter.can`, docs/can.md). */
+  inverter?: { ratedW?: number; efficiency?: number; islandCapable?: boolean; formingExitDelayMs?: number; hangMs?: number; can?: Record<string, unknown> };
   config?: Record<string, unknown>;
   houseLoadW?: number | [number, number][];
   sheddableLoadsW?: number[];
@@ -257,6 +259,8 @@ export class SimulatedProcess {
   private readonly stores: Store[] = [];
   private readonly dir: string;
   private readonly storePath: string;
+  /** Each process life's inverter port, when it is not the simulated inverter itself (the CAN driver). */
+  inverterFor?: (clock: Clock) => InverterPort;
 
   constructor(
     private readonly site: SimSite,
@@ -277,7 +281,9 @@ export class SimulatedProcess {
     this.incarnation = new Incarnation(this.site.clock);
     const store = openStore(this.storePath, { timezone: this.timezone, nowMs: () => this.site.clock.nowMs() });
     this.stores.push(store);
-    this.runtime = this.build(this.incarnation.ports(this.site.ports(this.incarnation.clock)), this.incarnation.store(store), this.config);
+    const ports = this.site.ports(this.incarnation.clock);
+    if (this.inverterFor) ports.inverter = this.inverterFor(this.incarnation.clock);
+    this.runtime = this.build(this.incarnation.ports(ports), this.incarnation.store(store), this.config);
     const starting = this.runtime.start().finally(() => {
       if (this.starting === starting) this.starting = undefined;
     });
@@ -419,7 +425,8 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     const discharging = (s.inverter.powerW ?? 0) < -1;
     const tolPct = (((Math.abs(s.inverter.powerW ?? 0) * tickS) / 3600) / site.car.capacityWh) * 100 + 1e-6;
     if (discharging && soc < floor - tolPct && plan.mode !== 'charge') floorBreaches++;
-    if (lastDepartureMs !== undefined && now >= lastDepartureMs) {
+    // a departure is calendar time: the car leaves when the (possibly stepped) wall clock shows it
+    if (lastDepartureMs !== undefined && clock.wallMs() >= lastDepartureMs) {
       departures.push({ at: isoUtc(lastDepartureMs), socPct: Math.round(soc * 10) / 10, targetPct: lastTarget });
       lastDepartureMs = undefined;
     }
@@ -437,6 +444,8 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     }
   };
 
+  // before the process (and its temporary store) exists: a bad inverter.can is refused with nothing to clean up
+  const can = sc.inverter?.can ? await startScenarioCan(site, clock, sc.inverter.can, { efficiency: sc.inverter.efficiency ?? 0.95, socMaxAgeS: config.control.socMaxAgeS }) : undefined;
   const proc = new SimulatedProcess(
     site,
     (ports, store, cfg) =>
@@ -454,6 +463,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     config.timezone ?? null,
   );
   proc.config = config;
+  proc.inverterFor = can?.driverFor;
 
   const events = [...(sc.events ?? [])].map((e, i) => ({ ...e, i })).sort((a, b) => a.at - b.at || a.i - b.i);
   for (const e of events) clock.setTimer(() => applyEvent(e, site, proc, clock, sc), e.at * 1000);
@@ -464,6 +474,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
   site.stopPhysics();
   const safety = { ...site.monitor.counters(), final: site.monitor.state() };
   await proc.stop(clock);
+  await can?.stop();
   site.inverter.dispose();
 
   const t = site.totals;

@@ -3,10 +3,10 @@
  * `inverter.can.interface: "sim"`, and CAN scenarios of `wallbox simulate`): an in-memory CAN bus with a
  * simulated hybrid inverter on it, and a DC meter on the stage for the driver's measurement.
  */
-import type { Clock } from '../ports.ts';
+import type { Clock, InverterPort } from '../ports.ts';
 import type { CarFactsSource } from '../inverter/can/car-facts.ts';
 import type { CanChannel } from '../inverter/can/channel.ts';
-import type { CanConfig } from '../inverter/can/index.ts';
+import { createCanInverter, parseCanConfig, type CanConfig } from '../inverter/can/index.ts';
 import { InMemoryCanBus } from '../inverter/can/memory-bus.ts';
 import { SimCanInverter } from './can-inverter.ts';
 import type { SimSite } from './site.ts';
@@ -46,5 +46,25 @@ export async function startSimCanHome(site: SimSite, clock: Clock, cfg: CanConfi
       powerSource: 'meter',
     }),
     stop: () => inverter.stop(),
+  };
+}
+
+/**
+ * A `wallbox simulate` scenario on the CAN path (scenario `inverter.can`, the keys of `inverter.can`): the
+ * simulated hybrid inverter on the home's power stage, and a CAN driver per process life, on that life's
+ * clock (a killed process's frame timers die with it, as on the board).
+ */
+export async function startScenarioCan(
+  site: SimSite,
+  clock: Clock,
+  can: Record<string, unknown>,
+  o: { efficiency: number; socMaxAgeS: number },
+): Promise<{ home: SimCanHome; driverFor: (clock: Clock) => InverterPort; stop(): Promise<void> }> {
+  const cfg = parseCanConfig({ ...can, interface: 'sim' });
+  const home = await startSimCanHome(site, clock, cfg, { efficiency: o.efficiency });
+  return {
+    home,
+    driverFor: (lifeClock) => createCanInverter(cfg, { clock: lifeClock, car: home.facts, efficiency: o.efficiency, socMaxAgeMs: o.socMaxAgeS * 1000, channel: home.channel }),
+    stop: () => home.stop(),
   };
 }
