@@ -159,7 +159,7 @@ export async function plotSvg(samples: SimulationSample[], title: string, ctx?: 
           },
         ],
       },
-      ...[['grid', gridBand, { domain: ['grid up', 'grid down'], range: ['#8fd18f', '#e06666'] }], ['mode', modeBand, { domain: Object.keys(MODE_COLOURS), range: Object.values(MODE_COLOURS) }], ['loads', shedBand, { domain: shedDomain(shedBand), scheme: 'oranges' }]].map(
+      ...[['grid', gridBand, { domain: ['grid up', 'grid down'], range: ['#8fd18f', '#e06666'] }], ['mode', modeBand, { domain: Object.keys(MODE_COLOURS), range: Object.values(MODE_COLOURS) }], ['loads', shedBand, shedScale(shedBand)]].map(
         ([name, values, scale], i) => ({
           width, height: 22, data: { values }, mark: 'rect',
           encoding: { x: i === 2 ? xLast : xTop, x2: { field: 'x2' }, color: { field: 'v', type: 'nominal', title: name, scale, legend: { ...legend, columns: 3 } } },
@@ -177,10 +177,14 @@ export async function plotSvg(samples: SimulationSample[], title: string, ctx?: 
   }
 }
 
-/** The load bands' values, all loads on first, then by how many tiers are shed. */
-function shedDomain(rows: { v: string }[]): string[] {
+/** Shed-load colours: all loads on in pale grey, then deeper orange the more tiers are shed. */
+const SHED_COLOURS = ['#fdd0a2', '#fdae6b', '#fd8d3c', '#f16913', '#d94801', '#a63603', '#7f2704'];
+
+/** The load bands' scale: all loads on first, then by how many tiers are shed. */
+function shedScale(rows: { v: string }[]): { domain: string[]; range: string[] } {
   const tiers = (v: string) => (v.startsWith('shed') ? v.split(',').length : 0);
-  return [...new Set(rows.map((r) => r.v))].sort((a, b) => tiers(a) - tiers(b) || a.localeCompare(b));
+  const domain = [...new Set(rows.map((r) => r.v))].sort((a, b) => tiers(a) - tiers(b) || a.localeCompare(b));
+  return { domain, range: domain.map((v) => (tiers(v) === 0 ? '#e6e6e6' : SHED_COLOURS[Math.min(SHED_COLOURS.length - 1, tiers(v) - 1)])) };
 }
 
 /** A long title as lines (a vega title does not wrap by itself, and is cut at its limit). */
