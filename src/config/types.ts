@@ -74,14 +74,6 @@ export interface Config {
     chargerPhases?: number[];
     /** Nominal phase voltage for current/power conversions, V (default 230). */
     nominalVoltageV?: number;
-    /** Main fuse rating per phase, A; null/absent = no per-phase limit (docs/meter.md). */
-    fuseA?: number | null;
-    /** Phases of the grid connection (1 or 3; default 3): spreads the assumed house load when currents are not metered. */
-    phases?: 1 | 3;
-    /** Phases the charger is connected to (1-based, L1 = 1; default [1, 2, 3]). */
-    chargerPhases?: number[];
-    /** Nominal phase voltage for current/power conversions, V (default 230). */
-    nominalVoltageV?: number;
   };
   control: ControlConfig;
   inverter: { driver: 'sim' | 'sunspec' | 'can-bms'; timeoutMs: number; retries: number; reversionS: number; modbus?: Record<string, unknown>; can?: Record<string, unknown>; [k: string]: unknown };
