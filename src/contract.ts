@@ -38,6 +38,11 @@ export interface StatePayload {
   reasons?: string[];
   /** Whether the device can record (a dispatch is refused `storage` while not), and why not. */
   storage?: { writable: boolean; fault: string | null };
+  /**
+   * The site meter's figures as measured (docs/meter.md): grid power at the connection point, W, positive =
+   * import; PV production, W; each null without a meter, in fault, or not measured; their age, s.
+   */
+  site?: { gridPowerW: number | null; gridAgeS: number | null; pvPowerW: number | null; pvAgeS: number | null };
 }
 
 export interface FlexPayload {

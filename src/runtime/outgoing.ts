@@ -63,6 +63,20 @@ export function statePayload(p: Plan, s: Snapshot, totals: { importedWh: number;
     // in fault, the cause after the reason codes, so the aggregator and `status` see why
     reasons: p.mode === 'fault' && p.memory.faultReason ? [...p.reasons, `fault: ${p.memory.faultReason}`] : p.reasons,
     storage: s.storage?.writable === false ? { writable: false, fault: s.storage.fault ?? null } : { writable: true, fault: null },
+    site: siteFigures(s, monoMs),
+  };
+}
+
+/** The site meter's grid and PV figures for `state`: as measured, with their age; null when absent or in fault. */
+export function siteFigures(s: Snapshot, monoMs: number): NonNullable<StatePayload['site']> {
+  const age = (atMs: number | undefined) => (atMs === undefined ? null : Math.max(0, Math.round((monoMs - atMs) / 1000)));
+  const grid = s.gridPowerW !== undefined && !s.houseLoadFault ? s.gridPowerW : undefined;
+  const pv = s.pvPowerW !== undefined && !s.pvPowerFault ? s.pvPowerW : undefined;
+  return {
+    gridPowerW: grid === undefined ? null : Math.round(grid),
+    gridAgeS: grid === undefined ? null : age(s.gridPowerAtMs),
+    pvPowerW: pv === undefined ? null : Math.round(pv),
+    pvAgeS: pv === undefined ? null : age(s.pvPowerAtMs),
   };
 }
 
