@@ -8,6 +8,7 @@ const benches: [string, () => Promise<{ main: () => Promise<unknown> }>][] = [
   ['uplink', () => import('./uplink.ts')],
   ['store', () => import('./store.ts')],
   ['gpio', () => import('./gpio.ts')],
+  ['can', () => import('./can.ts')],
   ['daemon', () => import('./daemon.ts')],
   ['web', () => import('./web.ts')],
 ];

@@ -90,6 +90,7 @@ export class CanBmsInverter implements InverterPort {
   /** The limits in the last frame set that went out. */
   private sentLimits?: BmsLimits;
   private sentCommandW = 0;
+  private sentGridForming = false;
   private lastSocPct?: number;
   private openedAtMs = 0;
   private keepaliveAtMs?: number;
@@ -300,7 +301,9 @@ export class CanBmsInverter implements InverterPort {
       if (next.kind === 'power') this.commandW = next.value as number;
       else this.gridFormingCmd = next.value as boolean;
     }
-    if (taken.length > 0 && this.opened && !this.closed) this.cycleNow();
+    // a changed command goes out at once; the same one again (every tick repeats it) waits for its period
+    const changed = this.commandW !== this.sentCommandW || this.gridFormingCmd !== this.sentGridForming;
+    if (taken.length > 0 && changed && this.opened && !this.closed) this.cycleNow();
     for (const t of taken) t.settle();
   }
 
@@ -382,6 +385,7 @@ export class CanBmsInverter implements InverterPort {
       this.following = commandWritten(this.following, this.commandW, this.o.clock.nowMs(), this.ratings.ratedW, this.followingSettings ?? DEFAULT_FOLLOWING);
     }
     this.sentCommandW = this.commandW;
+    this.sentGridForming = this.gridFormingCmd;
   }
 
   private checkKeepalive(): void {
