@@ -17,11 +17,17 @@ function openDb(path: string) {
   return openReadOnly(path);
 }
 
+/** Why a dispatch ended as it did, when the status alone does not say (reason, downtime across a restart). */
+function endNote(r: LedgerRow): string {
+  const notes = [r.reason && r.reason !== r.status ? r.reason : undefined, r.downtimeS ? `down ${Math.round(r.downtimeS)} s` : undefined].filter(Boolean);
+  return notes.length ? ` (${notes.join(', ')})` : '';
+}
+
 /** The ledger as a table for a terminal, local times, with a total line. */
 export function formatLedgerLocal(rows: LedgerRow[], zone: string): string {
   const head = ['id', 'start', 'end', 'status', 'exported kWh', 'imported kWh', 'reward'];
   const body = rows.map((r) => [
-    r.dispatchId + (r.interrupted ? ' (interrupted)' : ''), localTimeText(r.startMs, zone), localTimeText(r.endMs, zone), r.status,
+    r.dispatchId + (r.interrupted ? ' (interrupted)' : ''), localTimeText(r.startMs, zone), localTimeText(r.endMs, zone), r.status + endNote(r),
     (r.exportedWh / 1000).toFixed(2), (r.importedWh / 1000).toFixed(2), r.rewardAmount === null ? '-' : `${r.rewardAmount.toFixed(2)} ${r.currency}`,
   ]);
   const sum = (k: 'exportedWh' | 'importedWh') => (rows.reduce((a, r) => a + r[k], 0) / 1000).toFixed(2);

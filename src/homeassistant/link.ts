@@ -87,9 +87,15 @@ export class HomeAssistantLink {
     };
     const client = mqtt.connect(ha.url, opts);
     this.client = client;
-    client.on('error', (e) => this.o.log('warn', `home assistant: ${e.message}`));
+    // said once per outage, not at every retry (every 5 s while Home Assistant's broker is away)
+    let lastError: string | undefined;
+    client.on('error', (e) => {
+      if (e.message !== lastError) this.o.log('warn', `home assistant: ${ha.url}: ${e.message} (retrying every 5 s)`);
+      lastError = e.message;
+    });
     client.on('connect', () => {
       if (client !== this.client) return;
+      lastError = undefined;
       if (removing) {
         void this.removeDevice(client, t).then(() => {
           this.o.log('info', `home assistant: device removed from ${ha.url} (homeassistant.enabled is false)`);
