@@ -247,28 +247,36 @@ export interface SimModbusGateway {
 }
 
 /**
- * Serve devices on one Modbus TCP port, each on its own unit id (a TCP gateway in front of an RS-485 bus).
- * A request for a unit nobody answers to gets no answer, as on the bus. `port` must be free.
+ * One service vector answering for several devices by unit id (for a server with unit id 255, TCP or
+ * serial): a request for a unit no device answers to gets no answer, as on a bus.
  */
-export async function startSimModbusGateway(o: { port: number; host?: string; devices: { unitId: number; vector: IServiceVector }[] }): Promise<SimModbusGateway> {
-  const host = o.host ?? '127.0.0.1';
-  const byUnit = new Map(o.devices.map((d) => [d.unitId, d.vector]));
-  if (byUnit.size !== o.devices.length) throw new Error(`simulated gateway: two devices share a unit id (${o.devices.map((d) => d.unitId).join(', ')})`);
-  const gw = { port: o.port, unknownUnitRequests: 0, connections: 0 };
+export function unitRouter(devices: { unitId: number; vector: IServiceVector }[], onUnknown: (unit: number) => void = () => undefined): IServiceVector {
+  const byUnit = new Map(devices.map((d) => [d.unitId, d.vector]));
+  if (byUnit.size !== devices.length) throw new Error(`simulated bus: two devices share a unit id (${devices.map((d) => d.unitId).join(', ')})`);
   type Cb = (err: Error | null, v?: unknown) => void;
   type Vec = Record<string, (...args: unknown[]) => void>;
   // modbus-serial picks the callback style by each handler's arity: these keep the devices' arities
   const target = (unit: number, name: string): ((...args: unknown[]) => void) | undefined => {
     const fn = (byUnit.get(unit) as unknown as Vec | undefined)?.[name];
-    if (!fn) gw.unknownUnitRequests++;
+    if (!fn) onUnknown(unit);
     return fn;
   };
-  const vector = {
+  return {
     getMultipleHoldingRegisters: (address: number, length: number, unit: number, cb: Cb) => target(unit, 'getMultipleHoldingRegisters')?.(address, length, unit, cb),
     getHoldingRegister: (address: number, unit: number, cb: Cb) => target(unit, 'getHoldingRegister')?.(address, unit, cb),
     setRegisterArray: (address: number, values: number[], unit: number, cb: Cb) => target(unit, 'setRegisterArray')?.(address, values, unit, cb),
     setRegister: (address: number, value: number, unit: number, cb: Cb) => target(unit, 'setRegister')?.(address, value, unit, cb),
   } as unknown as IServiceVector;
+}
+
+/**
+ * Serve devices on one Modbus TCP port, each on its own unit id (a TCP gateway in front of an RS-485 bus).
+ * A request for a unit nobody answers to gets no answer, as on the bus. `port` must be free.
+ */
+export async function startSimModbusGateway(o: { port: number; host?: string; devices: { unitId: number; vector: IServiceVector }[] }): Promise<SimModbusGateway> {
+  const host = o.host ?? '127.0.0.1';
+  const gw = { port: o.port, unknownUnitRequests: 0, connections: 0 };
+  const vector = unitRouter(o.devices, () => gw.unknownUnitRequests++);
   // unit 255: the server hands every unit id to the vector, which routes it
   const tcp = new ServerTCP(vector, { host, port: o.port, unitID: 255 });
   await new Promise<void>((resolve, reject) => {
