@@ -59,7 +59,7 @@ export interface Scenario {
   houseLoadW?: number | [number, number][];
   sheddableLoadsW?: number[];
   /** Rooftop PV: a clear-sky day of this peak; sunrise and sunset "HH:MM" in the scenario's zone. */
-  pv?: { peakW: number; performanceRatio?: number; sunrise?: string; sunset?: string };
+  pv?: { peakW: number; performanceRatio?: number; sunrise?: string; sunset?: string; exportLimitW?: number };
   contactorDelayMs?: number;
   durationS: number;
   events?: ScenarioEvent[];
@@ -102,6 +102,8 @@ export interface SimulationSummary {
   hoursCovered: number;
   /** PV produced, Wh (0 without PV). */
   pvWh: number;
+  /** PV the export limiter threw away, Wh. */
+  pvCurtailedWh: number;
   /** Where the car's energy came from (AC side), Wh: PV beyond the house's own load, and the grid. */
   carFromPvWh: number;
   carFromGridWh: number;
@@ -494,6 +496,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     essentialUnservedWh: round1(t.essentialUnservedWh),
     hoursCovered: round1(t.outageServedS / 3600),
     pvWh: round1(site.energy.pvWh),
+    pvCurtailedWh: round1(site.energy.pvCurtailedWh),
     carFromPvWh: round1(site.energy.pvToCarWh),
     carFromGridWh: round1(site.energy.gridToCarWh),
     gridImportWh: round1(site.energy.gridImportWh),
@@ -631,7 +634,7 @@ export function formatSummary(s: SimulationSummary): string {
     `SoC          min ${s.minSocPct} %, final ${s.finalSocPct} %, floor breaches ${s.floorBreaches}`,
     `outage       ${s.outageS} s, served ${s.outageServedS} s (${s.hoursCovered} h), unserved ${s.unservedWh} Wh (essential ${s.essentialUnservedWh} Wh)`,
     ...(s.pvWh > 0 || s.carFromGridWh > 0
-      ? [`solar        PV ${s.pvWh} Wh, self-consumed ${s.selfConsumptionPct ?? '-'} %; the car took ${s.carFromPvWh} Wh from PV and ${s.carFromGridWh} Wh from the grid; grid import ${s.gridImportWh} Wh, export ${s.gridExportWh} Wh`]
+      ? [`solar        PV ${s.pvWh} Wh${s.pvCurtailedWh > 0 ? ` (${s.pvCurtailedWh} Wh more curtailed at the export limit)` : ''}, self-consumed ${s.selfConsumptionPct ?? '-'} %; the car took ${s.carFromPvWh} Wh from PV and ${s.carFromGridWh} Wh from the grid; grid import ${s.gridImportWh} Wh, export ${s.gridExportWh} Wh`]
       : []),
     ...(s.reward ? [`reward       ${s.reward.amount} ${s.reward.currency} for the energy delivered to dispatches`] : []),
     `modes        ${Object.entries(s.modes).map(([m, n]) => `${m} ${n}`).join(', ')}`,

@@ -52,11 +52,19 @@ export interface SimPvOptions {
   sunset?: string;
   /** IANA zone of sunrise/sunset; default UTC. */
   timeZone?: string;
+  /**
+   * The PV inverter's export limiter, W: it throttles the panels so the site never exports more than this
+   * (a grid operator's feed-in limit, e.g. 70 % of the peak); undefined = none. What it throws away is
+   * counted in `SiteEnergy.pvCurtailedWh`.
+   */
+  exportLimitW?: number;
 }
 
 /** Energy through the site's connection point and where the car's energy came from, Wh (from the devices' physics). */
 export interface SiteEnergy {
   pvWh: number;
+  /** PV the export limiter threw away (the panels could have given it). */
+  pvCurtailedWh: number;
   /** PV used in the house (the house's load first, then the car). */
   pvToHouseWh: number;
   pvToCarWh: number;
@@ -130,8 +138,8 @@ export class SimSite {
   private contact = true;
   private stuck?: ContactorStuck;
   readonly totals: SiteTotals = { outageS: 0, outageServedS: 0, unservedWh: 0, essentialUnservedWh: 0, servedWh: 0 };
-  readonly energy: SiteEnergy = { pvWh: 0, pvToHouseWh: 0, pvToCarWh: 0, gridToCarWh: 0, carToHouseWh: 0, gridImportWh: 0, gridExportWh: 0 };
-  private readonly pv?: { peakW: number; ratio: number; riseMin: number; setMin: number; timeZone: string };
+  readonly energy: SiteEnergy = { pvWh: 0, pvCurtailedWh: 0, pvToHouseWh: 0, pvToCarWh: 0, gridToCarWh: 0, carToHouseWh: 0, gridImportWh: 0, gridExportWh: 0 };
+  private readonly pv?: { peakW: number; ratio: number; riseMin: number; setMin: number; timeZone: string; exportLimitW?: number };
   private pvOffset?: { hour: number; offsetMs: number };
   private readonly startMs: number;
   private profile: LoadProfile;
@@ -157,7 +165,7 @@ export class SimSite {
     this.profile = o.houseLoadW;
     if (o.pv && o.pv.peakW > 0) {
       const minutes = (hhmm: string) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
-      this.pv = { peakW: o.pv.peakW, ratio: o.pv.performanceRatio ?? 0.85, riseMin: minutes(o.pv.sunrise ?? '06:00'), setMin: minutes(o.pv.sunset ?? '21:00'), timeZone: o.pv.timeZone ?? 'UTC' };
+      this.pv = { peakW: o.pv.peakW, ratio: o.pv.performanceRatio ?? 0.85, riseMin: minutes(o.pv.sunrise ?? '06:00'), setMin: minutes(o.pv.sunset ?? '21:00'), timeZone: o.pv.timeZone ?? 'UTC', exportLimitW: o.pv.exportLimitW };
     }
     this.pvProfile = o.pvW;
     this.phases = o.phases ?? 3;
@@ -275,7 +283,11 @@ export class SimSite {
   /** PV production now, W (>= 0); none while the house is cut off from the grid (anti-islanding). */
   pvPowerW(): number {
     if (!(this.gridUp && this.contact)) return 0;
-    if (this.pv) return this.clearSkyW(this.pv);
+    if (this.pv) {
+      const sunW = this.clearSkyW(this.pv);
+      // the limiter holds the export at its limit: the house and the car take the rest
+      return this.pv.exportLimitW === undefined ? sunW : Math.min(sunW, Math.max(0, this.pv.exportLimitW + this.houseDemandW() + this.inverter.acPowerW));
+    }
     if (this.pvProfile === undefined) return 0;
     return Math.max(0, this.profileAt(this.pvProfile));
   }
@@ -373,6 +385,7 @@ export class SimSite {
   private meterEnergy(dtS: number, houseW: number): void {
     const h = dtS / 3600;
     const pvW = this.pvPowerW();
+    if (this.pv) this.energy.pvCurtailedWh += Math.max(0, this.clearSkyW(this.pv) - pvW) * h;
     const carW = this.inverter.acPowerW;
     const pvHouseW = Math.min(pvW, houseW);
     const pvCarW = Math.min(pvW - pvHouseW, Math.max(0, carW));
