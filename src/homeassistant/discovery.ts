@@ -92,13 +92,26 @@ export function discoveryPayload(config: Config, version: string): Record<string
     cmps.charge_mode = { platform: 'select', name: 'Charge mode', state_topic: t.state, value_template: value('chargeMode'), command_topic: `${t.command}/charge_mode`, options: [...CHARGE_MODES], icon: 'mdi:ev-station' };
   for (const [key, c] of Object.entries(cmps)) c.unique_id = `${id}_${key}`;
 
+  const page = pageUrl(config);
   return {
-    dev: { ids: [id], name: `Wallbox ${id}`, mf: 'wallbox runtime', mdl: 'bidirectional EV charger', sw: version },
+    dev: { ids: [id], name: `Wallbox ${id}`, mf: 'wallbox runtime', mdl: 'bidirectional EV charger', sw: version, ...(page ? { cu: page } : {}) },
     o: { name: 'wallbox-runtime', sw: version },
     availability: [{ topic: t.availability, payload_available: 'online', payload_not_available: 'offline' }],
     qos: 1,
     cmps,
   };
+}
+
+/**
+ * The local web page as Home Assistant's "Visit" link (`configuration_url`), when it is served on an
+ * address other machines reach (not loopback, not the any-address).
+ */
+export function pageUrl(config: Pick<Config, 'ui'>): string | undefined {
+  const listen = config.ui?.listen;
+  if (!listen) return undefined;
+  const host = listen.slice(0, listen.lastIndexOf(':'));
+  if (/^(127\.|localhost$|\[::1\]$|0\.0\.0\.0$|\[::\]$)/.test(host)) return undefined;
+  return `http://${listen}/`;
 }
 
 type Obj = Record<string, unknown>;

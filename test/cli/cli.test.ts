@@ -198,6 +198,43 @@ describe('ledger and events', () => {
   });
 });
 
+describe('quick actions', () => {
+  test('boost, pause-v2g, reserve, overrides and off: ends as typed, in the configured zone, written durably', async (t) => {
+    const h = home(t, { timezone: 'Europe/Paris', vehicle: { departureTime: '06:45', targetSocPct: 85 } });
+    const now = Date.parse('2026-12-01T10:00:00Z'); // Tuesday 11:00 in Paris
+    const boost = await wallbox(['boost', '90%', '--until', '07:00', '--config', h.cfg], {}, now);
+    assert.equal(boost.code, 0, boost.err);
+    assert.match(boost.out, /charge now to 90 % until 2026-12-02 07:00 \(Europe\/Paris/);
+    const pause = await wallbox(['pause-v2g', 'friday', '--config', h.cfg], {}, now);
+    assert.equal(pause.code, 0, pause.err);
+    const reserve = await wallbox(['reserve', '--config', h.cfg], {}, now);
+    assert.equal(reserve.code, 0, reserve.err);
+    const o = fileJson(h.cfg).overrides;
+    assert.equal(o.boost.until, '2026-12-02T06:00:00Z');
+    assert.equal(o.pauseV2g.until, '2026-12-03T23:00:00Z', 'Friday 00:00 in Paris');
+    assert.deepEqual([o.backupReserve.socPct, o.backupReserve.until], [85, '2026-12-02T05:45:00Z'], 'the departure target, until the next departure');
+    assert.equal(fileJson(h.cfg).vehicle.departureTime, '06:45', 'the settings are kept');
+
+    const list = await wallbox(['overrides', '--config', h.cfg], {}, now);
+    assert.deepEqual(list.out.split('\n'), [
+      'charge now to 90 % until 2026-12-02 07:00 (set from cli)',
+      'V2G paused until 2026-12-04 00:00 (set from cli)',
+      'backup reserve 85 % until 2026-12-02 06:45 (set from cli)',
+    ]);
+    assert.equal((await wallbox(['pause-v2g', 'off', '--config', h.cfg], {}, now)).code, 0);
+    assert.equal(fileJson(h.cfg).overrides.pauseV2g, null);
+
+    const before = readFileSync(h.cfg, 'utf8');
+    const bad = await wallbox(['pause-v2g', 'someday', '--config', h.cfg], {}, now);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /"someday" is not an end time: give a time like 07:00/);
+    assert.match(bad.err, /was not changed/);
+    const tooHigh = await wallbox(['boost', '120', '--config', h.cfg], {}, now);
+    assert.match(tooHigh.err, /the boost target must be a percentage from 1 to 100; you gave 120/);
+    assert.equal(readFileSync(h.cfg, 'utf8'), before);
+  });
+});
+
 describe('the command itself', () => {
   test('--version prints the package version; --help per command', async () => {
     const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };

@@ -232,3 +232,10 @@ describe('Home Assistant discovery', () => {
     await waitFor('offline', () => (obs.last.get(`wallbox/${DEVICE}/ha/availability`) === 'offline' ? true : undefined));
   });
 });
+
+test('the web page is the device\'s "Visit" link when it is served on a LAN address, never a loopback one', async () => {
+  const { pageUrl } = await import('../../src/homeassistant/discovery.ts');
+  assert.equal(pageUrl({ ui: { listen: '192.168.1.40:8080', publicRead: false, maxStreams: 8 } }), 'http://192.168.1.40:8080/');
+  for (const listen of ['127.0.0.1:8080', 'localhost:8080', '0.0.0.0:8080', '[::1]:8080', null])
+    assert.equal(pageUrl({ ui: { listen, publicRead: false, maxStreams: 8 } }), undefined, String(listen));
+});
