@@ -213,14 +213,18 @@ $('#settings-save').addEventListener('click', async () => {
   const r = await api('/api/settings', changes);
   $('#settings-save').disabled = false;
   if (r.status === 401) return showLogin();
-  for (const [key, res] of Object.entries(r.data.results ?? {})) {
-    if (!res.ok) document.querySelector(`.err[data-for="${key}"]`).textContent = `${res.error}. Not saved: the settings file keeps the old value.`;
-    else state.values[key] = res.value;
+  if (!r.ok) {
+    for (const [key, msg] of Object.entries(r.data.fields ?? {})) {
+      const p = document.querySelector(`.err[data-for="${key}"]`);
+      if (p) p.textContent = `${msg}. Not saved: the settings file keeps the old value.`;
+    }
+    $('#settings-error').textContent = r.data.error || `refused (${r.status})`;
+    return;
   }
-  if (r.data.error && !r.data.results) $('#settings-error').textContent = r.data.error;
-  const saved = Object.entries(r.data.results ?? {}).filter(([, x]) => x.ok).map(([k]) => state.fields.find((f) => f.key === k)?.label ?? k);
+  state.values = r.data.values;
+  const saved = (r.data.saved ?? []).map((k) => state.fields.find((f) => f.key === k)?.label ?? k);
   const restart = r.data.reload?.restartNeeded ?? [];
-  if (saved.length) $('#settings-note').textContent = `Saved: ${saved.join(', ')}${r.data.reload?.ok ? '; in force now' : ''}${restart.length ? `; needs a restart: ${restart.join(', ')}` : ''}.`;
+  $('#settings-note').textContent = `Saved: ${saved.join(', ')}${r.data.reload?.ok ? '; in force now' : ''}${restart.length ? `; needs a restart: ${restart.join(', ')}` : ''}.`;
 });
 
 // ---- earnings -------------------------------------------------------------------------------------

@@ -339,22 +339,23 @@ export class UiServer {
     this.requireWrite(req);
     const changes = await readJsonObject(req);
     if (Object.keys(changes).length === 0) throw new HttpError(400, 'nothing to change: send {"vehicle.dischargeFloorPct": 60, ...}');
-    let results;
+    let r;
     try {
-      results = applySettings(this.deps.configPath, changes);
+      r = applySettings(this.deps.configPath, changes);
     } catch (e) {
       if (e instanceof UnknownSettingError) throw new HttpError(400, e.message, { unknown: e.keys });
-      if (e instanceof ConfigError) throw new HttpError(409, `the config file cannot be changed: ${e.problems.join('; ')}`);
       throw e;
     }
-    const refused = Object.entries(results).filter(([, r]) => !r.ok);
-    const written = Object.keys(results).filter((k) => results[k].ok);
-    const reload = written.length ? await this.deps.reload('web page') : null;
-    if (written.length) this.deps.log('info', `web page: settings changed from ${this.address(req)}: ${written.join(', ')}`);
-    sendJson(res, refused.length ? 422 : 200, {
-      results, reload, values: settingValues(this.deps.config()),
-      ...(refused.length ? { error: `${refused.length === 1 ? 'one setting was' : `${refused.length} settings were`} refused; the file keeps ${refused.length === 1 ? 'its' : 'their'} old value${refused.length === 1 ? '' : 's'}` } : {}),
-    });
+    if (!r.ok) {
+      const n = Object.keys(r.fields).length;
+      return sendJson(res, 422, {
+        fields: r.fields, general: r.general, values: settingValues(this.deps.config()),
+        error: `${n ? `${n === 1 ? 'one value was' : `${n} values were`} refused` : r.general.join('; ')}: nothing was saved, the settings file was not changed`,
+      });
+    }
+    const reload = await this.deps.reload('web page');
+    this.deps.log('info', `web page: settings changed from ${this.address(req)}: ${r.changed.join(', ') || 'no value differed'}`);
+    sendJson(res, 200, { saved: Object.keys(changes), changed: r.changed, reload, values: settingValues(r.config) });
   }
 
   async actionSet(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -1,11 +1,12 @@
 /**
  * The homeowner settings the page shows and changes (contract §2, docs/configuration.md "Homeowner keys").
- * A change goes through `setLocalKey` (src/config/load.ts), the code behind `wallbox config set`: the same
- * validation, the same atomic replace of the file; a refusal leaves the file as it was and is shown next
- * to its field in the homeowner's words. Nothing else in the config can be changed from the page.
+ * A change goes through `changeSettings` (src/homeowner/settings.ts), the code behind `wallbox config set`
+ * and Home Assistant: the same validation and plain wording, the same atomic replace of the file; a
+ * refusal leaves the file as it was and is shown next to its field. Nothing else can be changed here.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, defaultConfigJson, getKey, SCHEMA_PATH, setLocalKey } from '../config/load.ts';
+import { defaultConfigJson, getKey, SCHEMA_PATH } from '../config/load.ts';
+import { changeSettings, SettingsError } from '../homeowner/settings.ts';
 import type { Config } from '../config/types.ts';
 
 export type FieldKind = 'percent' | 'time' | 'boolean' | 'power' | 'hours' | 'choice';
@@ -71,27 +72,10 @@ function labelOf(key: string): string {
   return f ? f.label.toLowerCase() : key;
 }
 
-/**
- * One validation problem (`key: rule`, as ConfigError gives it) in the homeowner's words: keys become the
- * field names, the schema's wording becomes plain language.
- */
-export function plainProblem(problem: string, field: SettingField): string {
-  let rule = problem.replace(/^[A-Za-z0-9_.[\]()]+: /, '');
-  if (/^must match /.test(rule) && field.kind === 'time') rule = 'must be a time like 07:30 (24-hour clock)';
-  else if (/^must be (number|integer)/.test(rule) || /^must be number,null/.test(rule)) rule = field.nullable ? 'must be a number, or empty' : 'must be a number';
-  else if (/^must be boolean/.test(rule)) rule = 'must be on or off';
-  else if (/^must be string,null/.test(rule)) rule = field.kind === 'time' ? 'must be a time like 07:30, or off' : 'must be text';
-  else if (/^must be one of /.test(rule) && field.choices) rule = `must be one of: ${field.choices.map((c) => c.label).join('; ')}`;
-  rule = rule
-    .replace(/^must be >= (-?[\d.]+)/, 'must be at least $1')
-    .replace(/^must be <= (-?[\d.]+)/, 'must be at most $1')
-    .replace(/^must be > (-?[\d.]+)/, 'must be more than $1')
-    .replace(/^must be < (-?[\d.]+)/, 'must be less than $1');
-  // other keys named in a cross-key rule ("must not exceed vehicle.dischargeFloorPct (60 > 50)")
-  return rule.replace(/\b(vehicle|backup|charge)\.[A-Za-z]+\b/g, (k) => `the ${labelOf(k)}`);
+/** A field's refusal in the page's words: other keys named by their field labels. */
+export function fieldMessage(message: string): string {
+  return message.replace(/\b(vehicle|backup|charge)\.[A-Za-z]+\b/g, (k) => `the ${labelOf(k)}`);
 }
-
-export type FieldResult = { ok: true; value: unknown } | { ok: false; error: string; value: unknown };
 
 export class UnknownSettingError extends Error {
   constructor(readonly keys: string[]) {
@@ -100,39 +84,34 @@ export class UnknownSettingError extends Error {
   }
 }
 
+export type ApplyResult =
+  | { ok: true; config: Config; changed: string[] }
+  | { ok: false; fields: Record<string, string>; general: string[] };
+
 /**
- * Apply `changes` (dotted key → JSON value) to the config file at `path`, one key at a time through
- * `setLocalKey`. A key refused because of another key of the same request (a backup floor raised above
- * the old discharge floor together with a higher discharge floor) is tried again after the others, so the
- * order the page sends them in does not matter. Every key is answered: written, or refused with why.
- * Unknown keys refuse the whole request before anything is written.
+ * Apply `changes` (dotted key → JSON value) to the config file at `path` with `changeSettings`
+ * (src/homeowner/settings.ts), the code behind `wallbox config set` and Home Assistant's commands: all of
+ * them or none, validated together (so raising both floors at once works whatever their order), the file
+ * replaced atomically only when the result is valid. A refusal is returned per field, in plain words; a
+ * problem at a key the page does not show (the file itself) is `general`. Keys that are not page fields
+ * refuse the request before anything is read.
  */
-export function applySettings(path: string, changes: Record<string, unknown>): Record<string, FieldResult> {
-  const known = new Map(settingFields().map((f) => [f.key, f]));
+export function applySettings(path: string, changes: Record<string, unknown>): ApplyResult {
+  const known = new Set(settingFields().map((f) => f.key));
   const unknown = Object.keys(changes).filter((k) => !known.has(k));
   if (unknown.length) throw new UnknownSettingError(unknown);
-  const results: Record<string, FieldResult> = {};
-  let pending = Object.keys(changes);
-  for (let pass = 0; pending.length && pass < pending.length + 1; pass++) {
-    const left: string[] = [];
-    let progress = false;
-    for (const key of pending) {
-      const field = known.get(key)!;
-      const value = changes[key];
-      try {
-        setLocalKey(path, key, value as Parameters<typeof setLocalKey>[2]);
-        results[key] = { ok: true, value };
-        progress = true;
-      } catch (e) {
-        if (!(e instanceof ConfigError)) throw e;
-        const mine = e.problems.filter((p) => p.startsWith(`${key}:`) || p.startsWith(`${key} `));
-        const shown = (mine.length ? mine : e.problems).map((p) => plainProblem(p, field));
-        results[key] = { ok: false, error: shown.join('; '), value };
-        left.push(key);
-      }
+  try {
+    const r = changeSettings(path, Object.entries(changes).map(([key, value]) => ({ key, value })), { homeownerOnly: true });
+    return { ok: true, config: r.config, changed: r.changed };
+  } catch (e) {
+    if (!(e instanceof SettingsError)) throw e;
+    const fields: Record<string, string> = {};
+    const general: string[] = [];
+    for (const p of e.problems) {
+      const msg = fieldMessage(p.message);
+      if (known.has(p.key)) fields[p.key] = fields[p.key] ? `${fields[p.key]}; ${msg}` : msg;
+      else general.push(p.key.startsWith('(') ? msg : `${p.key} ${msg}`);
     }
-    pending = left;
-    if (!progress) break;
+    return { ok: false, fields, general };
   }
-  return results;
 }

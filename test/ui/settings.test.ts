@@ -1,8 +1,8 @@
 /**
- * The page's settings go through setLocalKey (the code behind `wallbox config set`): a valid change is
+ * The page's settings go through changeSettings (the code behind `wallbox config set`): a valid change is
  * written and keeps the rest of the file; a refused one leaves the file byte for byte and says why in the
- * homeowner's words next to its field; keys that depend on each other go through whatever their order;
- * only homeowner keys can be changed.
+ * homeowner's words next to its field, other keys named by their field labels; keys that depend on each
+ * other go through together whatever their order; only homeowner keys can be changed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.ts';
-import { applySettings, plainProblem, settingFields, UnknownSettingError } from '../../src/ui/settings.ts';
+import { applySettings, fieldMessage, settingFields, UnknownSettingError, type ApplyResult } from '../../src/ui/settings.ts';
 
 function tmpFile(content: object): { path: string; done: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'wallbox-ui-settings-'));
@@ -28,11 +28,17 @@ test('every homeowner key of the contract is a field, and nothing an installer s
   for (const k of keys) assert.doesNotMatch(k, /^(uplink|inverter|gpio|storage|deviceId|timezone|simulation|vehicleLink|reward)\b/);
 });
 
+const refused = (r: ApplyResult) => {
+  assert.equal(r.ok, false, JSON.stringify(r));
+  return (r as { fields: Record<string, string> }).fields;
+};
+
 test('a valid change is written, the rest of the section kept, and the merged config loads', () => {
   const f = tmpFile(BASE);
   try {
     const r = applySettings(f.path, { 'vehicle.dischargeFloorPct': 60 });
-    assert.deepEqual(r, { 'vehicle.dischargeFloorPct': { ok: true, value: 60 } });
+    assert.equal(r.ok, true);
+    assert.deepEqual((r as { changed: string[] }).changed, ['vehicle.dischargeFloorPct']);
     const cfg = loadConfig(f.path);
     assert.equal(cfg.vehicle.dischargeFloorPct, 60);
     assert.equal(cfg.vehicle.departureTime, '06:45', 'the departure time set before is kept');
@@ -41,41 +47,41 @@ test('a valid change is written, the rest of the section kept, and the merged co
   }
 });
 
-test('refusals leave the file byte for byte and speak the homeowner\'s words', () => {
+test('refusals leave the file byte for byte and speak the homeowner\'s words, field by field', () => {
   const f = tmpFile(BASE);
   try {
     const before = readFileSync(f.path, 'utf8');
-    const r = applySettings(f.path, { 'vehicle.departureTime': '7h30', 'vehicle.targetSocPct': 140, 'vehicle.backupFloorPct': 70, 'vehicle.v2gEnabled': 'yes' });
+    const fields = refused(applySettings(f.path, { 'vehicle.departureTime': '7h30', 'vehicle.targetSocPct': 140, 'vehicle.backupFloorPct': 70, 'vehicle.v2gEnabled': 'yes' }));
     assert.equal(readFileSync(f.path, 'utf8'), before);
-    const err = (k: string) => (r[k] as { ok: false; error: string }).error;
-    assert.equal(r['vehicle.departureTime'].ok, false);
-    assert.equal(err('vehicle.departureTime'), 'must be a time like 07:30 (24-hour clock)');
-    assert.equal(err('vehicle.targetSocPct'), 'must be at most 100');
-    assert.equal(err('vehicle.backupFloorPct'), 'must not exceed the discharge floor (70 > 50)');
-    assert.equal(err('vehicle.v2gEnabled'), 'must be on or off');
-    for (const k of Object.keys(r)) assert.doesNotMatch(err(k), /\^|\[0-9\]|vehicle\./, 'no regex and no dotted keys shown');
+    assert.match(fields['vehicle.departureTime'], /must be a time like 07:30/);
+    assert.match(fields['vehicle.departureTime'], /"7h30"/, 'the value given is named');
+    assert.match(fields['vehicle.targetSocPct'], /must be at most 100/);
+    assert.match(fields['vehicle.v2gEnabled'], /true or false/);
+    for (const k of Object.keys(fields)) assert.doesNotMatch(fields[k], /\^|\[0-9\]|vehicle\./, `${k}: no regex and no dotted keys shown: ${fields[k]}`);
+    // a cross-key rule names the other setting by its label
+    const cross = refused(applySettings(f.path, { 'vehicle.backupFloorPct': 70 }));
+    assert.equal(cross['vehicle.backupFloorPct'], 'must not exceed the discharge floor (70 > 50)');
+    assert.equal(readFileSync(f.path, 'utf8'), before);
   } finally {
     f.done();
   }
 });
 
-test('keys that depend on each other go through in any order; each key is answered', () => {
+test('keys that depend on each other go through together in any order; one refusal saves nothing', () => {
   const f = tmpFile(BASE);
   try {
-    // the backup floor 65 is only valid once the discharge floor is 70: sent first, it is retried after
+    // the backup floor 65 is only valid with the discharge floor 70 sent in the same change
     const r = applySettings(f.path, { 'vehicle.backupFloorPct': 65, 'vehicle.dischargeFloorPct': 70, 'vehicle.departureTime': null });
-    assert.ok(Object.values(r).every((x) => x.ok), JSON.stringify(r));
+    assert.equal(r.ok, true, JSON.stringify(r));
     const cfg = loadConfig(f.path);
     assert.equal(cfg.vehicle.backupFloorPct, 65);
     assert.equal(cfg.vehicle.dischargeFloorPct, 70);
     assert.equal(cfg.vehicle.departureTime, null);
-    // one good, one bad: the good one is written, the bad one says why, the file holds exactly the good one
-    const r2 = applySettings(f.path, { 'vehicle.dischargeFloorPct': 80, 'backup.targetHours': -3 });
-    assert.equal(r2['vehicle.dischargeFloorPct'].ok, true);
-    assert.equal(r2['backup.targetHours'].ok, false);
-    const after = JSON.parse(readFileSync(f.path, 'utf8'));
-    assert.equal(after.vehicle.dischargeFloorPct, 80);
-    assert.equal(after.backup, undefined);
+    const before = readFileSync(f.path, 'utf8');
+    const fields = refused(applySettings(f.path, { 'vehicle.dischargeFloorPct': 80, 'backup.targetHours': -3 }));
+    assert.deepEqual(Object.keys(fields), ['backup.targetHours']);
+    assert.match(fields['backup.targetHours'], /at least 0/);
+    assert.equal(readFileSync(f.path, 'utf8'), before, 'all or nothing: the good value waits for the bad one to be fixed');
   } finally {
     f.done();
   }
@@ -93,9 +99,6 @@ test('a key that is not a homeowner setting refuses the whole request before any
   }
 });
 
-test('plainProblem: schema wording becomes words, keys become field names', () => {
-  const field = (key: string) => settingFields().find((f) => f.key === key)!;
-  assert.equal(plainProblem('vehicle.maxDischargeW: must be number,null', field('vehicle.maxDischargeW')), 'must be a number, or empty');
-  assert.equal(plainProblem('vehicle.dischargeFloorPct: must be >= 0', field('vehicle.dischargeFloorPct')), 'must be at least 0');
-  assert.match(plainProblem('vehicle.chargeStrategy: must be one of "departure", "immediate"', field('vehicle.chargeStrategy')), /just in time for departure; at once, to the target/);
+test('fieldMessage: other settings named by their labels', () => {
+  assert.equal(fieldMessage('must not be below vehicle.backupFloorPct (10 < 20)'), 'must not be below the backup floor (10 < 20)');
 });
