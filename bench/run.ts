@@ -3,6 +3,7 @@ const only = process.argv.slice(2);
 const benches: [string, () => Promise<{ main: () => Promise<unknown> }>][] = [
   ['core', () => import('./core.ts')],
   ['sunspec', () => import('./sunspec.ts')],
+  ['meter', () => import('./meter.ts')],
   ['dispatch-wset', () => import('./dispatch-latency.ts')],
   ['slow-poll', () => import('./slow-poll.ts')],
   ['uplink', () => import('./uplink.ts')],
