@@ -12,6 +12,7 @@ const benches: [string, () => Promise<{ main: () => Promise<unknown> }>][] = [
   ['can', () => import('./can.ts')],
   ['daemon', () => import('./daemon.ts')],
   ['web', () => import('./web.ts')],
+  ['solar', () => import('./solar.ts')],
 ];
 for (const [name, load] of benches) {
   if (only.length && !only.includes(name)) continue;
