@@ -76,7 +76,7 @@ function coreHook(): void {
 function haPayloads(): void {
   const c = loadConfig(null, { homeassistant: { url: 'mqtt://127.0.0.1:18830' }, uplink: { url: null } });
   const discovery = JSON.stringify(discoveryPayload(c, '0.1.0'));
-  const state = JSON.stringify(statePayload({ mode: 'charge', socPct: 70.1, powerW: 7400, overrides: [], energy: { importedWh: 1234, exportedWh: 0 } }, c));
+  const state = JSON.stringify(statePayload({ mode: 'charge', socPct: 70.1, powerW: 7400, overrides: [], energy: { importedWh: 1234, exportedWh: 0 } }, c, Date.now()));
   console.log(`Home Assistant: discovery payload ${discovery.length} bytes (${Object.keys(JSON.parse(discovery).cmps).length} entities), state ${state.length} bytes`);
 }
 

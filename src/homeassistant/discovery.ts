@@ -6,6 +6,7 @@
  * Pure: topics and payloads from the config and the daemon's status, no I/O.
  */
 import type { Config } from '../config/types.ts';
+import { localParts, localToUtcMs } from '../control/time.ts';
 
 export interface HaTopics {
   discovery: string;
@@ -68,7 +69,8 @@ export function discoveryPayload(config: Config, version: string): Record<string
     energy_imported: sensor('Energy into the car', 'importedKWh', { device_class: 'energy', state_class: 'total_increasing', unit_of_measurement: 'kWh', suggested_display_precision: 2 }),
     energy_exported: sensor('Energy out of the car', 'exportedKWh', { device_class: 'energy', state_class: 'total_increasing', unit_of_measurement: 'kWh', suggested_display_precision: 2 }),
     backup_hours: sensor('Backup hours left', 'backupHoursLeft', { device_class: 'duration', state_class: 'measurement', unit_of_measurement: 'h', suggested_display_precision: 1 }),
-    month_earnings: sensor("This month's earnings", 'monthEarnings', { device_class: 'monetary', state_class: 'total', unit_of_measurement: currency }),
+    // a total that starts again each month: last_reset tells HA's statistics so (not a negative earning)
+    month_earnings: sensor("This month's earnings", 'monthEarnings', { device_class: 'monetary', state_class: 'total', unit_of_measurement: currency, last_reset_value_template: value('monthStart') }),
     mode: sensor('Mode', 'mode', { device_class: 'enum', options: ['idle', 'charge', 'discharge', 'backup', 'fault'] }),
     quick_actions: sensor('Quick actions', 'quickActions', { icon: 'mdi:clock-fast' }),
     boost_until: sensor('Charge now until', 'boostUntil', { device_class: 'timestamp' }),
@@ -115,6 +117,12 @@ export function pageUrl(config: Pick<Config, 'ui'>): string | undefined {
 }
 
 type Obj = Record<string, unknown>;
+
+/** The start of the local month containing `wallMs`, ISO 8601 UTC (the earnings' last reset). */
+export function monthStartIso(wallMs: number, zone: string): string {
+  const p = localParts(wallMs, zone);
+  return new Date(localToUtcMs(p.year, p.month, 1, 0, 0, zone)).toISOString();
+}
 const get = (s: unknown, path: string): unknown => path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Obj)[k] : undefined), s);
 const rounded = (v: unknown, digits: number): number | null => (typeof v === 'number' && Number.isFinite(v) ? Math.round(v * 10 ** digits) / 10 ** digits : null);
 const onOff = (b: boolean) => (b ? 'ON' : 'OFF');
@@ -123,7 +131,7 @@ const onOff = (b: boolean) => (b ? 'ON' : 'OFF');
  * The state every entity reads: from the daemon's status answer (src/daemon.ts) and the config in force.
  * `pauseLabel`: the select option that set the V2G pause in force, when this link set it.
  */
-export function statePayload(status: Obj, config: Config, pauseLabel?: string): Obj {
+export function statePayload(status: Obj, config: Config, wallMs: number, pauseLabel?: string): Obj {
   const overrides = (Array.isArray(status.overrides) ? status.overrides : []) as { kind: string; until: string; label: string; untilLocal: string }[];
   const until = (kind: string) => overrides.find((o) => o.kind === kind)?.until ?? null;
   const month = get(status, 'totals.month.rewards');
@@ -139,6 +147,7 @@ export function statePayload(status: Obj, config: Config, pauseLabel?: string): 
     exportedKWh: rounded((get(status, 'energy.exportedWh') as number) / 1000, 3),
     backupHoursLeft: backupActive ? rounded(get(status, 'backup.hoursLeft'), 1) : null,
     monthEarnings: rounded(reward?.amount ?? 0, 2),
+    monthStart: monthStartIso(wallMs, config.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'UTC'),
     quickActions: overrides.length ? overrides.map((o) => `${o.label} until ${o.untilLocal}`).join('; ') : 'none',
     boostUntil: until('boost'),
     v2gPauseUntil: pause,

@@ -171,7 +171,7 @@ export class HomeAssistantLink {
     }
     const pause = (Array.isArray(status.overrides) ? status.overrides : []).find((x: { kind?: string }) => x.kind === 'pauseV2g') as { until?: string } | undefined;
     const label = pause && this.pauseChoice && this.pauseChoice.until === pause.until ? this.pauseChoice.label : undefined;
-    await this.publish(client, this.topics.state, JSON.stringify(statePayload(status, this.o.config(), label)), true);
+    await this.publish(client, this.topics.state, JSON.stringify(statePayload(status, this.o.config(), this.o.wallMs(), label)), true);
   }
 
   private async command(entity: string, text: string): Promise<void> {

@@ -154,6 +154,8 @@ describe('Home Assistant discovery', () => {
     assert.equal(state.importedKWh, 12.345);
     assert.equal(state.exportedKWh, 6.789);
     assert.equal(state.monthEarnings, 4.56);
+    assert.ok(Date.parse(state.monthStart as string) <= Date.now(), 'the month started before now');
+    assert.equal(d.cmps.month_earnings.last_reset_value_template, '{{ value_json.monthStart }}');
     assert.equal(state.plugged, 'ON');
     assert.equal(state.dischargeFloorPct, 50);
     assert.equal(state.v2gPause, 'none');
@@ -238,4 +240,12 @@ test('the web page is the device\'s "Visit" link when it is served on a LAN addr
   assert.equal(pageUrl({ ui: { listen: '192.168.1.40:8080', publicRead: false, maxStreams: 8 } }), 'http://192.168.1.40:8080/');
   for (const listen of ['127.0.0.1:8080', 'localhost:8080', '0.0.0.0:8080', '[::1]:8080', null])
     assert.equal(pageUrl({ ui: { listen, publicRead: false, maxStreams: 8 } }), undefined, String(listen));
+});
+
+test('the earnings\' last reset is local midnight on the 1st of the month', async () => {
+  const { monthStartIso } = await import('../../src/homeassistant/discovery.ts');
+  // Paris is UTC+1 in winter, UTC+2 in summer; New York UTC−5 in winter
+  assert.equal(monthStartIso(Date.parse('2026-12-15T12:00:00Z'), 'Europe/Paris'), '2026-11-30T23:00:00.000Z');
+  assert.equal(monthStartIso(Date.parse('2026-07-01T00:30:00Z'), 'Europe/Paris'), '2026-06-30T22:00:00.000Z');
+  assert.equal(monthStartIso(Date.parse('2026-12-01T03:00:00Z'), 'America/New_York'), '2026-11-01T04:00:00.000Z');
 });
