@@ -3,7 +3,7 @@
  * disk is being fixed); when it is not running, the last-known figures from the database, said to be
  * last-known and from when (exit 3). `--json` is one JSON object on every path, errors included.
  */
-import { listOverrides } from '../homeowner/overrides.ts';
+import { listOverrides, localTimeText } from '../homeowner/overrides.ts';
 import { plainProblem } from '../homeowner/wording.ts';
 import { formatLastKnown, formatStatus, localTime } from '../status-format.ts';
 import { EXIT, parse, UsageError, wallNow, HELP, type CliIo } from './common.ts';
@@ -11,10 +11,20 @@ import { configPathFrom, loadForCli } from './context.ts';
 import { askDaemonStatus } from './daemon-link.ts';
 import { readLastKnown } from './last-known.ts';
 import { roundMeasured } from './rounding.ts';
-import { localTimeText } from '../homeowner/overrides.ts';
 
 export async function statusCommand(args: string[], io: CliIo): Promise<number> {
   const json = args.includes('--json');
+  if (!json) return statusInner(args, io, false);
+  try {
+    return await statusInner(args, io, true);
+  } catch (e) {
+    // whatever goes wrong, a script reading --json gets JSON
+    io.out(JSON.stringify({ error: (e as Error)?.message ?? String(e) }));
+    return EXIT.failure;
+  }
+}
+
+async function statusInner(args: string[], io: CliIo, json: boolean): Promise<number> {
   const fail = (message: string, code: number): number => {
     if (json) io.out(JSON.stringify({ error: message }));
     else io.err(`wallbox: ${message}`);
