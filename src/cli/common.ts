@@ -115,7 +115,7 @@ reload, and the answer says whether the change is in force or needs a restart.`,
 Charge now, at the full allowed power, to PCT % (default: vehicle.targetSocPct), and let the grid take
 nothing below it, until TIME (default: the next departure, vehicle.departureTime, else 12 hours).
 ${TIME_HELP}`,
-  'pause-v2g': `usage: wallbox pause-v2g TIME [--config FILE]
+  'pause-v2g': `usage: wallbox pause-v2g [until] TIME [--config FILE]
        wallbox pause-v2g off
 
 No grid discharge (V2G) until TIME: a dispatch running now ends, new ones are refused; afterwards

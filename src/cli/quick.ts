@@ -43,8 +43,9 @@ export async function quickCommand(command: 'boost' | 'pause-v2g' | 'reserve', a
     } else {
       let req: OverrideRequest;
       if (command === 'pause-v2g') {
-        if (positionals.length > 1) throw new UsageError('pause-v2g takes one TIME', command);
-        const until = (values.until as string | undefined) ?? positionals[0];
+        // `pause-v2g friday`, `pause-v2g until friday`, `pause-v2g 2026-12-24 07:00`: the words are the TIME
+        const words = positionals[0] === 'until' ? positionals.slice(1) : positionals;
+        const until = (values.until as string | undefined) ?? (words.length ? words.join(' ') : undefined);
         if (until === undefined) throw new UsageError('pause-v2g needs an end: e.g. `wallbox pause-v2g friday` or `wallbox pause-v2g 4h`', command);
         req = { kind: 'pauseV2g', until };
       } else {

@@ -223,6 +223,10 @@ describe('quick actions', () => {
     ]);
     assert.equal((await wallbox(['pause-v2g', 'off', '--config', h.cfg], {}, now)).code, 0);
     assert.equal(fileJson(h.cfg).overrides.pauseV2g, null);
+    // the words after the command are the time, as said aloud
+    assert.equal((await wallbox(['pause-v2g', 'until', '2026-12-24', '07:00', '--config', h.cfg], {}, now)).code, 0);
+    assert.equal(fileJson(h.cfg).overrides.pauseV2g.until, '2026-12-24T06:00:00Z');
+    assert.equal((await wallbox(['pause-v2g', 'off', '--config', h.cfg], {}, now)).code, 0);
 
     const before = readFileSync(h.cfg, 'utf8');
     const bad = await wallbox(['pause-v2g', 'someday', '--config', h.cfg], {}, now);
