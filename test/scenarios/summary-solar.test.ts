@@ -49,6 +49,20 @@ test("daily cycle: PV, house, grid and the car's sources add up", async () => {
   const lower = ((s.pvWh - s.gridExportWh) / s.pvWh) * 100;
   assert.ok(s.selfConsumptionPct !== null && s.selfConsumptionPct >= lower - 0.1 && s.selfConsumptionPct <= 100, `self-consumption ${s.selfConsumptionPct} % (>= ${lower.toFixed(1)} %)`);
 
+  // under the virtual clock through the runtime: surplus charging starts the enable delay (60 s) after the
+  // sun first covers the minimum (1380 W) beyond the house and the 100 W residual
+  const houseAt = (atS: number) => steps.filter(([s0]) => s0 <= atS).at(-1)![1];
+  let coveredS = -1;
+  for (let atS = 0; atS < 3 * 3600 && coveredS < 0; atS++) {
+    const localMin = start.hour * 60 + start.minute + atS / 60;
+    const x = (localMin - rise) / (set - rise);
+    if (pv.peakW * 0.85 * Math.sin(Math.PI * x) ** 1.5 - houseAt(atS) - 100 >= 1380) coveredS = atS;
+  }
+  const on = r.eventLog.find((e) => e.kind === 'surplus' && e.message.startsWith('surplus charging on'));
+  assert.ok(coveredS >= 0 && on, `surplus covered at ${coveredS} s, event ${JSON.stringify(on)}`);
+  // one tick of meter lag either way
+  assert.ok(Math.abs(on.atS - (coveredS + 60)) <= 2, `surplus charging on at ${on.atS} s, the sun covered the minimum at ${coveredS} s`);
+
   // the reward: 0.25 EUR/kWh for what the dispatch delivered
   assert.deepEqual(s.reward, { amount: Math.round(s.dispatches[0].deliveredWh! / 1000 * 0.25 * 100) / 100, currency: 'EUR' });
   assert.match(formatSummary(s), /solar {8}PV \d+(\.\d)? Wh, self-consumed \d+(\.\d)? %; the car took \d+(\.\d)? Wh from PV and \d+(\.\d)? Wh from the grid/);
