@@ -18,6 +18,14 @@ export function localTime(v: unknown, zone: string): string {
   return Number.isFinite(ms) ? localTimeText(ms, zone) : 'none';
 }
 
+/**
+ * UTC ISO times inside a message (events written by the core and the drivers say `2026-12-01T06:45:00Z`)
+ * as local `2026-12-01 07:45`, so a person reads every time in the configured zone.
+ */
+export function localizeTimes(text: string, zone: string): string {
+  return text.replace(/\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z\b/g, (iso) => localTime(iso, zone));
+}
+
 /** kWh with one decimal from Wh: a person reads energy in kWh. */
 const kWh = (wh: unknown) => (typeof wh === 'number' && Number.isFinite(wh) ? `${(wh / 1000).toFixed(1)} kWh` : '--');
 
@@ -57,7 +65,7 @@ export function formatStatus(s: Obj, zone: string): string {
     `energy       imported ${whole(get(s, 'energy.importedWh'))} Wh, exported ${whole(get(s, 'energy.exportedWh'))} Wh since start`,
   ];
   const faults = [...(Array.isArray(s.faults) ? s.faults : []), ...(Array.isArray(s.portFaults) ? s.portFaults : [])] as string[];
-  if (faults.length) lines.push(`faults       ${[...new Set(faults)].join('; ')}`);
+  if (faults.length) lines.push(`faults       ${localizeTimes([...new Set(faults)].join('; '), zone)}`);
   const uplink = s.uplink as { connected?: boolean; outbox?: number } | null | undefined;
   if (uplink) lines.push(`uplink       ${uplink.connected ? 'connected' : 'NOT connected'}, ${uplink.outbox ?? 0} message(s) waiting in the outbox`);
   const ha = s.homeassistant as { connected?: boolean; url?: string } | null | undefined;
@@ -79,6 +87,6 @@ export function formatLastKnown(k: LastKnown, zone: string, why: string, overrid
   }
   lines.push(`quick action ${overridesLine(overrides)}`);
   lines.push(...totalsLines(k.totals));
-  for (const e of k.recentEvents) lines.push(`event        ${localTime(e.atMs, zone)} ${e.severity} [${e.kind}] ${e.message}`);
+  for (const e of k.recentEvents) lines.push(`event        ${localTime(e.atMs, zone)} ${e.severity} [${e.kind}] ${localizeTimes(e.message, zone)}`);
   return lines.join('\n');
 }

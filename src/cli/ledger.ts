@@ -9,6 +9,7 @@ import { parseSince } from '../store/ledger-command.ts';
 import { openReadOnly } from '../store/read.ts';
 import { stmt } from '../store/db.ts';
 import { localTimeText } from '../homeowner/overrides.ts';
+import { localizeTimes } from '../status-format.ts';
 import { EXIT, HELP, parse, UsageError, type CliIo } from './common.ts';
 import { configPathFrom, loadForCli } from './context.ts';
 
@@ -95,7 +96,7 @@ export async function eventsCommand(args: string[], io: CliIo): Promise<number> 
     const rows = stmt(db, `SELECT atMs, kind, severity, message FROM events WHERE atMs >= ? AND severity IN (${wanted.map(() => '?').join(',')}) ORDER BY n DESC LIMIT ?`)
       .all(sinceMs, ...wanted, limit) as { atMs: number; kind: string; severity: string; message: string }[];
     if (values.json) io.out(JSON.stringify({ timezone: cli.zone, events: rows.map((r) => ({ ...r, at: new Date(r.atMs).toISOString(), atLocal: localTimeText(r.atMs, cli.zone) })) }, null, 2));
-    else io.out(rows.length ? [`times in ${cli.zone}, newest first`, ...rows.map((r) => `${localTimeText(r.atMs, cli.zone)}  ${r.severity.padEnd(7)}  [${r.kind}] ${r.message}`)].join('\n') : 'no events');
+    else io.out(rows.length ? [`times in ${cli.zone}, newest first`, ...rows.map((r) => `${localTimeText(r.atMs, cli.zone)}  ${r.severity.padEnd(7)}  [${r.kind}] ${localizeTimes(r.message, cli.zone)}`)].join('\n') : 'no events');
     return EXIT.ok;
   } finally {
     db.close();

@@ -176,7 +176,7 @@ describe('ledger and events', () => {
     store.settleDispatch(rec, [], start + 3_600_000);
     store.recordEvent({ kind: 'mode', severity: 'info', message: 'first' }, start);
     store.recordEvent({ kind: 'fault', severity: 'alarm', message: 'second' }, start + 60_000);
-    store.recordEvent({ kind: 'mode', severity: 'info', message: 'third' }, start + 120_000);
+    store.recordEvent({ kind: 'mode', severity: 'info', message: 'third, persisted since 2026-11-23T16:59:30Z' }, start + 120_000);
     store.close();
 
     const l = await wallbox(['ledger', '--config', h.cfg]);
@@ -190,6 +190,7 @@ describe('ledger and events', () => {
     const lines = e.out.split('\n').slice(1);
     assert.deepEqual(lines.map((x) => /(first|second|third)/.exec(x)?.[1]), ['third', 'second', 'first']);
     assert.ok(lines[0].startsWith(parisText(start + 120_000)), lines[0]);
+    assert.ok(lines[0].endsWith(`persisted since ${parisText(Date.parse('2026-11-23T16:59:30Z'))}`), `a UTC time inside a message is shown local: ${lines[0]}`);
     const alarms = await wallbox(['events', '--severity', 'warning', '--json', '--config', h.cfg]);
     assert.deepEqual(JSON.parse(alarms.out).events.map((x: { message: string }) => x.message), ['second']);
     const wrong = await wallbox(['events', '--severity', 'loud', '--config', h.cfg]);
