@@ -35,6 +35,7 @@ const dateTimeText = (ms) => fmt({ month: 'short', day: 'numeric', hour: '2-digi
 const kWh = (wh) => (typeof wh === 'number' ? (wh / 1000).toFixed(2) : '--');
 const money = (a, c) => (typeof a === 'number' && c ? `${a.toFixed(2)} ${c}` : '–');
 const duration = (s) => { const h = Math.floor(s / 3600); const m = Math.floor((s % 3600) / 60); const ss = s % 60; return h ? `${h} h ${m} min` : `${m}:${String(ss).padStart(2, '0')}`; };
+const REASONS = { floor: 'the discharge floor', departure: 'the departure target', backup_reserve: 'the backup reserve', boost: 'charging now', inverter_limit: 'the inverter cannot follow', underdelivery: 'less power than asked', v2g_disabled: 'V2G off or paused', backup_active: 'house backup', fault: 'a fault', stopped: 'stopped' };
 const MODES = { idle: 'idle', charge: 'charging', discharge: 'giving energy back', backup: 'powering the house', fault: 'FAULT' };
 
 // ---- session and login ---------------------------------------------------------------------------
@@ -125,7 +126,7 @@ function renderNow(s) {
   if (b?.active) $('#backup-hours').textContent = typeof b.hoursLeft === 'number' ? `${b.hoursLeft.toFixed(1)} h left${b.shedTiers?.length ? `, loads shed: ${b.shedTiers.join(', ')}` : ''}` : b.phase;
   const d = s.dispatch;
   $('#dispatch').replaceChildren(...(d ? [
-    el('div', { class: 'row' }, el('span', { text: d.id }), el('b', { text: d.status })),
+    el('div', { class: 'row' }, el('span', { text: d.id }), el('b', { id: 'dispatch-status', text: d.reason ? `${d.status} (${REASONS[d.reason] ?? d.reason})` : d.status })),
     el('div', { class: 'row' }, el('span', { text: 'asked' }), el('b', { text: `${(d.requestedW / 1000).toFixed(1)} kW` })),
     el('div', { class: 'row' }, el('span', { text: 'time left' }), el('b', { id: 'dispatch-left', text: `${duration(d.remainingS)} (until ${timeText(Date.parse(d.endsAt))})` })),
     el('div', { class: 'row' }, el('span', { text: 'given so far' }), el('b', { text: `${kWh(d.exportedWh)} kWh` })),
@@ -232,7 +233,7 @@ async function loadEarnings() {
   const r = await api('/api/ledger');
   if (r.status === 401) return showLogin('Log in to see this page.');
   state.tz = r.data.timezone;
-  $('#months tbody').replaceChildren(...(r.data.months.length ? r.data.months.map((m) => el('tr', {}, el('td', { text: m.month }), el('td', { text: m.dispatches }), el('td', { text: kWh(m.exportedWh) }), el('td', { text: kWh(m.importedWh) }), el('td', { text: money(m.rewardAmount, m.currency) }))) : [el('tr', {}, el('td', { colspan: 5, class: 'dim', text: 'no settled dispatch yet' }))]));
+  $('#months tbody').replaceChildren(...(r.data.months.length ? r.data.months.map((m) => el('tr', {}, el('td', { text: new Intl.DateTimeFormat(undefined, { month: 'short', year: 'numeric', timeZone: 'UTC' }).format(new Date(`${m.month}-15T12:00:00Z`)) }), el('td', { text: m.dispatches }), el('td', { text: kWh(m.exportedWh) }), el('td', { text: kWh(m.importedWh) }), el('td', { text: money(m.rewardAmount, m.currency) }))) : [el('tr', {}, el('td', { colspan: 5, class: 'dim', text: 'no settled dispatch yet' }))]));
   $('#ledger tbody').replaceChildren(...r.data.rows.map((x) => el('tr', { title: x.dispatchId }, el('td', { text: dateTimeText(x.endMs) }), el('td', { text: x.status + (x.interrupted ? ' (interrupted)' : '') }), el('td', { text: kWh(x.exportedWh) }), el('td', { text: kWh(x.importedWh) }), el('td', { text: money(x.rewardAmount, x.currency) }))));
 }
 

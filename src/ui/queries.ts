@@ -42,6 +42,9 @@ export const RANGES = {
 };
 export type RangeName = keyof typeof RANGES;
 
+/** The ledger row as LedgerRow has it (the table also keeps the settlement message, which the page does not show). */
+const LEDGER_COLUMNS = 'n, dispatchId, status, startMs, endMs, exportedWh, importedWh, carSideWh, rewardAmount, currency, interrupted, settledMs, day, month';
+
 const round = (v: number, d = 1) => Math.round(v * 10 ** d) / 10 ** d;
 
 export class UiQueries {
@@ -60,7 +63,7 @@ export class UiQueries {
 
   /** Settled dispatches, newest first. */
   ledger(limit = 200): LedgerRow[] {
-    const rows = this.conn().prepare('SELECT * FROM ledger ORDER BY endMs DESC, n DESC LIMIT ?').all(limit) as (Omit<LedgerRow, 'interrupted'> & { interrupted: number })[];
+    const rows = this.conn().prepare(`SELECT ${LEDGER_COLUMNS} FROM ledger ORDER BY endMs DESC, n DESC LIMIT ?`).all(limit) as (Omit<LedgerRow, 'interrupted'> & { interrupted: number })[];
     return rows.map((r) => ({ ...r, interrupted: r.interrupted === 1 }));
   }
 
@@ -77,7 +80,7 @@ export class UiQueries {
 
   /** The whole ledger as CSV (the same columns as `wallbox ledger --csv`), oldest first. */
   ledgerCsv(): string {
-    const rows = (this.conn().prepare('SELECT * FROM ledger ORDER BY endMs, n').all() as (Omit<LedgerRow, 'interrupted'> & { interrupted: number })[]).map((r) => ({ ...r, interrupted: r.interrupted === 1 }));
+    const rows = (this.conn().prepare(`SELECT ${LEDGER_COLUMNS} FROM ledger ORDER BY endMs, n`).all() as (Omit<LedgerRow, 'interrupted'> & { interrupted: number })[]).map((r) => ({ ...r, interrupted: r.interrupted === 1 }));
     return formatLedgerCsv(rows);
   }
 

@@ -259,7 +259,7 @@ export class UiServer {
       v2gEnabled: cfg.vehicle.v2gEnabled,
       dispatch: d
         ? {
-            id: d.id, status: d.status, requestedW: d.request.powerW, acceptedW: d.acceptedW ?? null,
+            id: d.id, status: d.status, reason: d.reason ?? null, requestedW: d.request.powerW, acceptedW: d.acceptedW ?? null,
             remainingS: Math.max(0, Math.round((d.endMs - nowMs) / 1000)), endsAt: new Date(wallMs + (d.endMs - nowMs)).toISOString(),
             exportedWh: round1(d.exportedWh), importedWh: round1(d.importedWh),
           }
