@@ -1,8 +1,8 @@
 /**
  * Fault bookkeeping for a driver whose faults come from several independent causes (the link, a command the
  * device cannot take, the device not following): one slot per cause, the port shows the first one set in
- * slot order, a fault keeps its `sinceMs` while only its message changes, and listeners hear of a change of
- * the port's fault code (not of every message). No I/O; the time comes in from the caller's clock.
+ * slot order, a slot keeps its `sinceMs` while it stays set (its code or message may change), and listeners
+ * hear of a change of the port's fault code (not of every message). Shared by the SunSpec and CAN drivers. No I/O; the time comes in from the caller's clock.
  */
 import type { PortFault } from '../ports.ts';
 
@@ -39,7 +39,8 @@ export class FaultSlots<S extends string> {
       this.faults.delete(slot);
     } else {
       if (cur && cur.code === code && cur.message === message) return;
-      this.faults.set(slot, { code, message, sinceMs: cur?.code === code ? cur.sinceMs : this.nowMs() });
+      // the slot has been faulty since it was first set, whatever its cause became meanwhile
+      this.faults.set(slot, { code, message, sinceMs: cur?.sinceMs ?? this.nowMs() });
     }
     const after = this.current();
     if (before?.code !== after?.code) this.changed(after, before);

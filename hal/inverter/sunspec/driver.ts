@@ -13,6 +13,7 @@
  */
 import type { Clock, InverterOperatingState, InverterPort, InverterRatings, InverterReading, InverterState, PortFault, Unsubscribe } from '../../ports.ts';
 import { CommandQueue } from '../command-queue.ts';
+import { FaultSlots } from '../fault-slots.ts';
 import { commandUnknown, commandWritten, DEFAULT_FOLLOWING, INITIAL_FOLLOWING, judgeFollowing, type FollowingSettings, type FollowingState } from '../command-following.ts';
 import { bitNames, decodePoints, enumName, modelLayout, spanOf, type DecodedPoints, type ValueIssue } from './codec.ts';
 import { Control124, TICK_POINTS_124 } from './control-124.ts';
@@ -108,7 +109,7 @@ const ISLAND_BIT_UNCATEGORIZED = 0;
 const ISLAND_BIT_CAPABLE = 1;
 
 type Commands = { power: number; gridForming: boolean };
-/** Which fault a slot holds; the port shows the first one set, in this order. */
+/** Which fault a slot holds; the port shows the first one set, in this order (hal/inverter/fault-slots.ts). */
 type FaultSlot = 'comm' | 'command' | 'following';
 
 export class SunspecInverter implements InverterPort {
@@ -124,7 +125,7 @@ export class SunspecInverter implements InverterPort {
   /** The power stage's own ratings (702), before the battery's present limits (802) narrow them. */
   private stageRatings?: InverterRatings;
   private reading?: InverterReading;
-  private faults: Record<FaultSlot, PortFault | undefined> = { comm: undefined, command: undefined, following: undefined };
+  private readonly faults: FaultSlots<FaultSlot>;
   private listeners = new Set<() => void>();
   private models = new Map<number, ModelAt>();
   private control?: PowerControl;
@@ -163,6 +164,11 @@ export class SunspecInverter implements InverterPort {
 
   constructor(private readonly o: SunspecDriverOptions) {
     this.name = `SunSpec inverter ${describeLink(o.link)}`;
+    this.faults = new FaultSlots<FaultSlot>(['comm', 'command', 'following'], () => o.clock.nowMs(), (after, before) => {
+      if (after) o.log?.(after.message);
+      else if (before) o.log?.(`${this.name}: recovered from ${before.code}`);
+      this.emit();
+    });
     this.transport = o.channel ?? new ModbusTransport(o.link, {
       timeoutMs: o.timeoutMs,
       retries: o.retries,
@@ -240,7 +246,7 @@ export class SunspecInverter implements InverterPort {
   }
 
   state(): InverterState {
-    return { ratings: this.ratings, reading: this.reading, fault: this.faults.comm ?? this.faults.command ?? this.faults.following };
+    return { ratings: this.ratings, reading: this.reading, fault: this.faults.current() };
   }
 
   setPowerW(powerW: number): Promise<void> {
@@ -761,20 +767,7 @@ export class SunspecInverter implements InverterPort {
 
   /** Set (code given) or clear (code undefined) one fault slot; listeners hear of a change of the port's fault. */
   private setFault(slot: FaultSlot, code: string | undefined, message = ''): void {
-    const before = this.state().fault;
-    const cur = this.faults[slot];
-    if (code === undefined) {
-      if (!cur) return;
-      this.faults[slot] = undefined;
-    } else {
-      if (cur && cur.code === code && cur.message === message) return;
-      this.faults[slot] = { code, message, sinceMs: cur?.sinceMs ?? this.o.clock.nowMs() };
-    }
-    const after = this.state().fault;
-    if (before?.code === after?.code) return;
-    if (after) this.o.log?.(after.message);
-    else if (before) this.o.log?.(`${this.name}: recovered from ${before.code}`);
-    this.emit();
+    this.faults.set(slot, code, message);
   }
 
   /** Name the model and point behind a failed request's address. */
