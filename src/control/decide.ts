@@ -357,7 +357,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
       // the charge mode and the solar surplus (surplus.ts): the grid need as the mode allows it, then the sun
       const own = ownCharge(s, c, m.surplus, nowMs, {
         socPct: soc, targetSocPct: dep.targetSocPct, maxChargeW: limits.maxChargeW,
-        need, needWith: (strategy) => chargingNeed(s, { ...c, vehicle: { ...c.vehicle, chargeStrategy: strategy } }, soc, dep.targetSocPct, dep.atMs, f.departureFloorPct, chargeLatched),
+        need, needWith: (strategy, latched = chargeLatched) => chargingNeed(s, { ...c, vehicle: { ...c.vehicle, chargeStrategy: strategy } }, soc, dep.targetSocPct, dep.atMs, f.departureFloorPct, latched),
       });
       chargeLatched = own.latched;
       surplus = own.memory;

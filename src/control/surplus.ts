@@ -37,8 +37,8 @@ export interface OwnCharge {
 
 /** The grid's charging need as decide.ts computes it (`chargingNeed`). */
 export type Need = { reason?: string; latched: boolean };
-/** The same under another `vehicle.chargeStrategy`. */
-export type NeedFn = (strategy: 'departure' | 'immediate') => Need;
+/** The same under another `vehicle.chargeStrategy`, and with the departure latch as given (default: as in memory). */
+export type NeedFn = (strategy: 'departure' | 'immediate', latched?: boolean) => Need;
 
 /** decide.ts `chargingNeed`'s own reasons (the ones a mode may drop or recompute). */
 const OWN_REASONS = /^(target|departure|backup_reserve|charging \(SoC unknown)/;
@@ -80,8 +80,9 @@ const OFF: SurplusMemory = { on: false };
 
 /** Surplus charging switched off now (a dispatch, a fault, unplugged): the guard counts from here. */
 export function surplusOff(prev: SurplusMemory | undefined, nowMs: number): SurplusMemory {
-  if (!prev?.on) return prev?.switchedAtMs !== undefined ? { on: false, switchedAtMs: prev.switchedAtMs } : OFF;
-  return { on: false, switchedAtMs: nowMs };
+  const mode = prev?.mode !== undefined ? { mode: prev.mode } : {};
+  if (!prev?.on) return prev?.switchedAtMs !== undefined ? { on: false, switchedAtMs: prev.switchedAtMs, ...mode } : { ...OFF, ...mode };
+  return { on: false, switchedAtMs: nowMs, ...mode };
 }
 
 /**
@@ -97,13 +98,17 @@ export function ownCharge(
   const mode: ChargeMode = cfg.mode;
   // the grid need under the strategy the mode implies; a reason from outside decide.ts's own (a boost) stands
   const strategy = mode === 'now' ? 'immediate' : mode === 'target' ? c.vehicle.chargeStrategy : 'departure';
-  const need = o.need.reason !== undefined && !OWN_REASONS.test(o.need.reason) ? o.need : strategy === c.vehicle.chargeStrategy ? o.need : o.needWith(strategy);
+  // a change of mode drops the latch: a charge the old mode started ("now") does not carry into one that would not start it ("pv")
+  const modeChanged = prev?.mode !== undefined && prev.mode !== mode;
+  const foreign = o.need.reason !== undefined && !OWN_REASONS.test(o.need.reason);
+  const need = foreign ? o.need : modeChanged ? o.needWith(strategy, false) : strategy === c.vehicle.chargeStrategy ? o.need : o.needWith(strategy);
   const gridAllowed = need.reason !== undefined && gridNeedAllowed(mode, need.reason);
   // a need the mode drops does not latch: the departure latch is for the just-in-time charge only
   const latched = need.reason === undefined || gridAllowed ? need.latched : false;
   const sun = surplusStep(s, c, cfg, prev, nowMs, o);
-  if (gridAllowed && o.maxChargeW > 0) return { setpointW: o.maxChargeW, reason: need.reason, latched, memory: sun.memory, events: sun.events };
-  return { setpointW: sun.setpointW, reason: sun.setpointW > 0 ? sun.reason : undefined, latched, memory: sun.memory, events: sun.events };
+  const memory = { ...sun.memory, mode };
+  if (gridAllowed && o.maxChargeW > 0) return { setpointW: o.maxChargeW, reason: need.reason, latched, memory, events: sun.events };
+  return { setpointW: sun.setpointW, reason: sun.setpointW > 0 ? sun.reason : undefined, latched, memory, events: sun.events };
 }
 
 /**

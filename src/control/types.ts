@@ -301,6 +301,8 @@ export interface Memory {
     pendingSinceMs?: number;
     /** When it last switched on or off (the guard counts from here). */
     switchedAtMs?: number;
+    /** `charge.mode` at the last decision: a change drops the departure latch the old mode may have set. */
+    mode?: 'off' | 'now' | 'target' | 'minpv' | 'pv';
   };
 }
 

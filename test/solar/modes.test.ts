@@ -7,6 +7,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CHARGE, chargeSettings, runSite, switches } from './world.ts';
+import { decide, initialMemory } from '../../src/control/decide.ts';
+import { snapshot, T0 } from '../helpers/control.ts';
 
 const step = (atS: number, before: number, after: number) => (t: number) => (t < atS ? before : after);
 
@@ -123,5 +125,34 @@ describe('charge modes', () => {
     assert.deepEqual(sw.on, [CHARGE.enableDelayS]);
     // the export settles just under the limit (100 W headroom): car = 6000 − 500 − (3000 − 100)
     assert.equal(ticks.at(-1)!.plan.setpointW, 6000 - 500 - 2900);
+  });
+});
+
+describe('changing the mode', () => {
+  /** decide() each second with settings `c`, carrying the memory; returns the setpoints. */
+  function seconds(c: ReturnType<typeof chargeSettings>, mem: import('../../src/control/types.ts').Memory, from: number, to: number, soc: number) {
+    const out: number[] = [];
+    for (let t = from; t <= to; t++) {
+      const now = T0 + t * 1000;
+      const p = decide(snapshot(now, { vehicle: { socPct: soc }, inverter: { powerW: out.at(-1) ?? 0 }, houseLoadW: 500, houseLoadAtMs: now, gridPowerW: 500 + (out.at(-1) ?? 0), gridPowerAtMs: now, pvPowerW: 0, pvPowerAtMs: now }), c, mem, now);
+      mem = p.memory;
+      out.push(p.setpointW);
+    }
+    return { out, mem };
+  }
+  test('now → pv without sun: the grid charge "now" started stops at once', () => {
+    const now = seconds(chargeSettings({ mode: 'now' }, { vehicle: { departureTime: '07:30' } }), initialMemory(T0), 0, 5, 40);
+    assert.ok(now.out.every((w) => w === 11000));
+    const pv = seconds(chargeSettings({ mode: 'pv' }, { vehicle: { departureTime: '07:30' } }), now.mem, 6, 10, 40);
+    assert.deepEqual(pv.out, [0, 0, 0, 0, 0]);
+  });
+  test('now → off: stops at once', () => {
+    const now = seconds(chargeSettings({ mode: 'now' }), initialMemory(T0), 0, 5, 40);
+    assert.deepEqual(seconds(chargeSettings({ mode: 'off' }), now.mem, 6, 8, 40).out, [0, 0, 0]);
+  });
+  test('pv → now: full power at once', () => {
+    const pv = seconds(chargeSettings({ mode: 'pv' }), initialMemory(T0), 0, 5, 40);
+    assert.deepEqual(pv.out, [0, 0, 0, 0, 0, 0]);
+    assert.deepEqual(seconds(chargeSettings({ mode: 'now' }), pv.mem, 6, 8, 40).out, [11000, 11000, 11000]);
   });
 });
