@@ -52,6 +52,11 @@ export function plainRule(rule: string): string {
   if ((m = /^must be < (-?[\d.e+]+)$/.exec(rule))) return `must be less than ${m[1]}`;
   if ((m = /^must NOT have more than (\d+) characters$/.exec(rule))) return `must be at most ${m[1]} characters long`;
   if ((m = /^must NOT have fewer than (\d+) characters$/.exec(rule))) return m[1] === '1' ? 'must not be empty' : `must be at least ${m[1]} characters long`;
+  if ((m = /^must NOT have more than (\d+) items$/.exec(rule))) return `must be a list of at most ${m[1]} entries`;
+  if ((m = /^must NOT have fewer than (\d+) items$/.exec(rule))) return `must be a list of at least ${m[1]} entries`;
+  if (/^must NOT have duplicate items/.test(rule)) return 'must not list the same entry twice';
+  if ((m = /^must be multiple of (.+)$/.exec(rule))) return `must be a multiple of ${m[1]}`;
+  if (rule === 'must be a finite number') return 'must be a number this device can hold (not too large)';
   if (rule === 'unknown key') return 'is not a setting (check the spelling; `wallbox config get` shows them all)';
   if (rule === 'required') return 'is needed and missing';
   if ((m = /^must be one of (.+)$/.exec(rule))) return `must be one of ${m[1].replace(/, ([^,]+)$/, ' or $1')}`;
@@ -70,7 +75,7 @@ export function plainProblem(problem: string, candidate?: unknown): SettingProbl
   const message = plainRule(rule);
   const given = candidate !== undefined && key !== '(root)' ? getKey(candidate, key) : undefined;
   // the value is already in a cross-key rule's text ("must not exceed … (60 > 50)"); elsewhere say it
-  const showValue = given !== undefined && message !== 'is not a setting (check the spelling; `wallbox config get` shows them all)' && !/\(.*\)$/.test(rule);
+  const showValue = given !== undefined && message !== 'is not a setting (check the spelling; `wallbox config get` shows them all)' && !/\(-?[\d.]+ [<>] -?[\d.]+\)$/.test(rule);
   return { key, message: showValue ? `${message}; you gave ${shortJson(given)}` : message };
 }
 
