@@ -20,7 +20,7 @@ export function changedKeys(a: unknown, b: unknown, at = ''): string[] {
  * process. `timezone` is here because the store keeps ledger days and tariff windows in the zone it was
  * opened with; applying it to the control core alone would split the device in two time zones.
  */
-const RESTART_SECTIONS = ['deviceId', 'timezone', 'inverter', 'vehicleLink', 'gpio', 'storage', 'simulation'];
+const RESTART_SECTIONS = ['deviceId', 'timezone', 'inverter', 'vehicleLink', 'gpio', 'storage', 'simulation', 'siteMeter'];
 
 /** Uplink keys the running client cannot change in place (src/uplink/client.ts `reconfigure`). */
 const UPLINK_RESTART_KEYS = ['uplink.prefix', 'uplink.embeddedPort'];

@@ -129,3 +129,12 @@ describe('per-phase fuse', () => {
     assert.equal(p2.limits.chargeLimitedBy, 'grid_limit');
   });
 });
+
+describe('config reload', () => {
+  test('a changed siteMeter section needs a restart (its driver is built at start); site.fuseA applies live', async () => {
+    const { classifyChanges } = await import('../../src/config/reload.ts');
+    const { loadConfig } = await import('../../src/config/load.ts');
+    const r = classifyChanges(['siteMeter.modbus.unitId', 'site.fuseA'], loadConfig(null), { uplinkRunning: false, rewardLive: true });
+    assert.deepEqual(r, { live: ['site.fuseA'], restart: ['siteMeter.modbus.unitId'] });
+  });
+});
