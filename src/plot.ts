@@ -67,7 +67,22 @@ function runs<T>(samples: SimulationSample[], value: (s: SimulationSample) => T)
   return out;
 }
 
+/** The plot as an SVG document, rendered headless (no browser, no canvas). */
 export async function plotSvg(samples: SimulationSample[], title: string, ctx?: PlotContext): Promise<string> {
+  const compiled = vl.compile(plotSpec(samples, title, ctx)).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/**
+ * The plot as a vega-lite spec with its data inline: what `plotSvg` renders, and what a page can hand to
+ * vega-embed to draw the same chart in a browser.
+ */
+export function plotSpec(samples: SimulationSample[], title: string, ctx?: PlotContext): vl.TopLevelSpec {
   const startMs = ctx?.startMs ?? 0;
   const zone = ctx?.timeZone ?? 'UTC';
   // the axis shows the zone's clock: times shifted by the zone's offset and drawn as UTC
@@ -124,7 +139,7 @@ export async function plotSvg(samples: SimulationSample[], title: string, ctx?: 
         + (s.reward ? `; reward ${s.reward.amount.toFixed(2)} ${s.reward.currency}` : ''),
     ]
     : [];
-  const spec: vl.TopLevelSpec = {
+  return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: wrap(title, 140), subtitle, anchor: 'start', fontSize: 13 },
     vconcat: [
@@ -168,13 +183,6 @@ export async function plotSvg(samples: SimulationSample[], title: string, ctx?: 
     ],
     resolve: { scale: { color: 'independent', strokeDash: 'independent', strokeWidth: 'independent' } },
   } as vl.TopLevelSpec;
-  const compiled = vl.compile(spec).spec;
-  const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
 }
 
 /** Shed-load colours: all loads on in pale grey, then deeper orange the more tiers are shed. */
