@@ -40,6 +40,8 @@ function connectionKey(c: Config): string {
 }
 
 const PUBLISH_BOUND_MS = 1500;
+/** A person moves one slider at a time; more commands than this waiting at once is a flood. */
+const MAX_PENDING_COMMANDS = 16;
 
 export class HomeAssistantLink {
   private client?: MqttClient;
@@ -47,6 +49,9 @@ export class HomeAssistantLink {
   private key = 'off';
   private timer?: NodeJS.Timeout;
   private commandChain: Promise<void> = Promise.resolve();
+  /** Commands waiting their turn: each one writes the config file, so a flood is cut, not queued without end. */
+  private pending = 0;
+  private floodSaid = false;
   /** The select option that set the V2G pause in force, by its end (so the select shows it back). */
   private pauseChoice?: { until: string; label: string };
   private stopped = false;
@@ -121,7 +126,19 @@ export class HomeAssistantLink {
       if (packet.retain) return;
       const entity = topic.slice(t.command.length + 1);
       const text = payload.toString('utf8').slice(0, 256);
-      this.commandChain = this.commandChain.then(() => this.command(entity, text)).catch((e) => this.o.log('error', `home assistant: command ${entity}: ${(e as Error)?.message ?? e}`));
+      if (this.pending >= MAX_PENDING_COMMANDS) {
+        if (!this.floodSaid) this.o.emit({ kind: 'homeassistant', severity: 'warning', message: `Home Assistant sent more than ${MAX_PENDING_COMMANDS} commands at once: the rest are ignored until these are done` });
+        this.floodSaid = true;
+        return;
+      }
+      this.pending++;
+      this.commandChain = this.commandChain
+        .then(() => this.command(entity, text))
+        .catch((e) => this.o.log('error', `home assistant: command ${entity}: ${(e as Error)?.message ?? e}`))
+        .finally(() => {
+          this.pending--;
+          if (this.pending === 0) this.floodSaid = false;
+        });
     });
     if (!removing) {
       const everyMs = Math.max(1, ha.stateIntervalS) * 1000;

@@ -207,6 +207,22 @@ describe('Home Assistant discovery', () => {
     assert.ok(Math.abs(hours - 4) < 0.01, `a 4 h pause, got ${hours} h`);
   });
 
+  test('a flood of commands is bounded: the file ends at one of the values sent, the rest are cut with one warning', async (t) => {
+    const w = await world(t);
+    w.link.start();
+    const obs = await watcher(w.broker.url, [`wallbox/${DEVICE}/ha/state`]);
+    t.after(() => obs.client.endAsync());
+    await waitFor('state', () => obs.last.get(`wallbox/${DEVICE}/ha/state`));
+    const sent = Array.from({ length: 200 }, (_, i) => 30 + (i % 40));
+    await Promise.all(sent.map((v) => obs.client.publishAsync(`wallbox/${DEVICE}/ha/set/discharge_floor`, String(v), { qos: 1 })));
+    await waitFor('the flood warning', () => w.events.find((e) => /more than 16 commands at once/.test(e.message)));
+    assert.equal(w.events.filter((e) => /more than 16 commands at once/.test(e.message)).length, 1, 'said once');
+    await new Promise((r) => setTimeout(r, 500));
+    const floor = JSON.parse(readFileSync(w.path, 'utf8')).vehicle.dischargeFloorPct;
+    assert.ok(sent.includes(floor), `the floor is one of the values sent: ${floor}`);
+    assert.ok(w.reloads < sent.length, `not every command of the flood was carried out (${w.reloads})`);
+  });
+
   test('disabled: the device is removed with an empty retained payload', async (t) => {
     const w = await world(t);
     w.link.start();
