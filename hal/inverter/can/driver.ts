@@ -431,7 +431,7 @@ export class CanBmsInverter implements InverterPort {
       state: acPowerW === 0 ? 'standby' : 'running',
       alarms: [],
       setpointW: this.sentCommandW,
-      connected: true,
+      // whether the inverter is on its AC bus is not in any frame: left unknown
     };
     this.judge(this.reading);
   }
