@@ -13,6 +13,7 @@ const benches: [string, () => Promise<{ main: () => Promise<unknown> }>][] = [
   ['daemon', () => import('./daemon.ts')],
   ['web', () => import('./web.ts')],
   ['solar', () => import('./solar.ts')],
+  ['homeowner', () => import('./homeowner.ts')],
 ];
 for (const [name, load] of benches) {
   if (only.length && !only.includes(name)) continue;
