@@ -81,3 +81,61 @@ describe('SocketCAN open diagnosis', () => {
     });
   }
 });
+
+describe('SocketCAN channel over a stand-in for node-can\'s RawChannel', () => {
+  /** What node-can's RawChannel does, as far as the channel uses it: listeners, start/stop, send's return value. */
+  class FakeRaw {
+    listeners: Record<string, ((...a: unknown[]) => void)[]> = {};
+    started = false;
+    stopped = false;
+    sent: { id: number; ext: boolean; rtr: boolean; data: Buffer }[] = [];
+    sendResult: number | Error = 16;
+    constructor(readonly iface: string, readonly options: unknown) {}
+    addListener(ev: string, cb: (...a: unknown[]) => void) {
+      (this.listeners[ev] ??= []).push(cb);
+    }
+    start() {
+      this.started = true;
+    }
+    stop() {
+      this.stopped = true;
+    }
+    send(m: { id: number; ext: boolean; rtr: boolean; data: Buffer }) {
+      if (this.sendResult instanceof Error) throw this.sendResult;
+      this.sent.push(m);
+      return this.sendResult;
+    }
+    emit(ev: string, ...a: unknown[]) {
+      for (const l of this.listeners[ev] ?? []) l(...a);
+    }
+  }
+
+  it('frames in and out, error frames counted, a refused send and a stopped interface reported', async () => {
+    let raw!: FakeRaw;
+    const clock = { ...systemClock, nowMs: () => 42_000 };
+    const ch = new SocketcanChannel('can0', { clock, createRawChannel: (iface, options) => (raw = new FakeRaw(iface, options)) as never });
+    await ch.open();
+    assert.deepEqual([raw.iface, raw.options, raw.started], ['can0', { timestamps: true, non_block_send: true }, true]);
+    const got: unknown[] = [];
+    const errors: string[] = [];
+    ch.onFrame((f) => got.push({ id: f.id, data: [...f.data], atMs: f.atMs, extended: f.extended }));
+    ch.onError((e) => errors.push(`${e.code}: ${e.message}`));
+    raw.emit('onMessage', { id: 0x305, ext: false, rtr: false, data: Buffer.from([0, 2, 0x38, 0xff, 0, 0, 0, 0]) });
+    raw.emit('onMessage', { id: 0x20000004, ext: false, err: true, data: Buffer.alloc(8) });
+    assert.deepEqual(got, [{ id: 0x305, data: [0, 2, 0x38, 0xff, 0, 0, 0, 0], atMs: 42_000, extended: false }]);
+    assert.equal(ch.errorFrames, 1);
+    assert.equal(ch.send({ id: 0x351, data: Uint8Array.from([1, 2]) }), true);
+    assert.deepEqual(raw.sent.map((m) => [m.id, m.ext, [...m.data]]), [[0x351, false, [1, 2]]]);
+    raw.sendResult = -1;
+    assert.equal(ch.send({ id: 0x351, data: new Uint8Array(8) }), false);
+    raw.sendResult = new Error('Invalid channel!');
+    assert.equal(ch.send({ id: 0x351, data: new Uint8Array(8) }), false);
+    assert.equal(ch.send({ id: 0x800, data: new Uint8Array(1) }), false, 'an 11-bit id beyond 0x7FF never reaches the socket');
+    raw.emit('onStopped');
+    assert.equal(ch.send({ id: 0x351, data: new Uint8Array(8) }), false);
+    assert.deepEqual(errors.map((e) => e.split(':')[0]), ['send_failed', 'send_failed', 'send_failed', 'stopped', 'send_failed']);
+    assert.match(errors[0], /refused by the kernel/);
+    assert.match(errors[3], /can0 stopped/);
+    await ch.close();
+  });
+});
