@@ -64,3 +64,20 @@ describe('wiring: inverter.driver "can-bms"', () => {
     assert.throws(() => loadConfig(null, { ...base, inverter: { driver: 'can-bms', can: { bitrate: 250000 } } }), /bitrate/);
   });
 });
+
+describe('inverter.can without the schema (a scenario file): the same rules, every problem named', () => {
+  it('unknown keys, wrong types and values are refused together', async () => {
+    const { parseCanConfig } = await import('../../hal/inverter/can/index.ts');
+    assert.throws(
+      () => parseCanConfig({ profile: 'pylontech-1.3', bitrate: 500000, currentSign: 2, alarmCodes: 'inverted', periodMs: 'fast', islandCapable: 'yes', pack: { voltageV: 51.2, cellCount: 16 } }),
+      (e: Error) => {
+        for (const re of [/inverter\.can\.bitrate: not a setting/, /inverter\.can\.pack\.cellCount: not a setting/, /inverter\.can\.currentSign: one of 1, -1, null, got 2/, /inverter\.can\.alarmCodes: one of "diybms", "swapped", null/, /inverter\.can\.periodMs: a number of ms or null/, /inverter\.can\.islandCapable: one of true, false/]) {
+          assert.match(e.message, re);
+        }
+        return true;
+      },
+    );
+    const ok = parseCanConfig({ profile: 'sma', currentSign: -1, alarmCodes: 'swapped', periodMs: 200 });
+    assert.deepEqual([ok.profile.name, ok.profile.currentSign, ok.profile.alarmCodes, ok.profile.periodMs, ok.interface], ['sma', -1, { active: 2, ok: 1 }, 200, 'can0']);
+  });
+});

@@ -51,16 +51,33 @@ export function parseCanConfig(can: Record<string, unknown> | undefined): CanCon
     }
     return v;
   };
+  // the daemon's config has passed the schema; a scenario's inverter.can has not: the same rules here
+  const KEYS = ['interface', 'profile', 'keepaliveTimeoutS', 'periodMs', 'ratedW', 'islandCapable', 'followMode', 'forceChargeRequest', 'currentSign', 'alarmCodes', 'byteOrder', 'manufacturer', 'keepaliveCarriesDc', 'pack'];
+  const PACK_KEYS = Object.keys(CAN_DEFAULTS.pack);
+  for (const k of Object.keys(c)) if (!KEYS.includes(k)) problems.push(`inverter.can.${k}: not a setting (one of ${KEYS.join(', ')})`);
+  if (c.pack !== undefined && (typeof c.pack !== 'object' || c.pack === null || Array.isArray(c.pack))) problems.push('inverter.can.pack: must be an object');
+  else for (const k of Object.keys((c.pack ?? {}) as object)) if (!PACK_KEYS.includes(k)) problems.push(`inverter.can.pack.${k}: not a setting (one of ${PACK_KEYS.join(', ')})`);
+  const oneOf = (key: string, allowed: readonly unknown[]) => {
+    if (c[key] !== undefined && !allowed.includes(c[key])) problems.push(`inverter.can.${key}: one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(c[key])}`);
+  };
+  oneOf('currentSign', [1, -1, null]);
+  oneOf('alarmCodes', ['diybms', 'swapped', null]);
+  oneOf('byteOrder', ['le', 'be', null]);
+  oneOf('keepaliveCarriesDc', [true, false, null]);
+  oneOf('islandCapable', [true, false]);
+  oneOf('forceChargeRequest', [true, false]);
+  if (c.periodMs !== undefined && c.periodMs !== null && typeof c.periodMs !== 'number') problems.push(`inverter.can.periodMs: a number of ms or null, got ${JSON.stringify(c.periodMs)}`);
+  if (c.manufacturer !== undefined && c.manufacturer !== null && typeof c.manufacturer !== 'string') problems.push(`inverter.can.manufacturer: a string or null, got ${JSON.stringify(c.manufacturer)}`);
   const iface = c.interface ?? CAN_DEFAULTS.interface;
   if (typeof iface !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(iface)) problems.push(`inverter.can.interface: must be an interface name such as "can0" (or "sim"), got ${JSON.stringify(iface)}`);
   let profile: CanProfile | undefined;
   try {
     profile = resolveProfile(typeof c.profile === 'string' ? c.profile : CAN_DEFAULTS.profile, {
-      periodMs: c.periodMs as number | null | undefined,
+      periodMs: typeof c.periodMs === 'number' ? c.periodMs : undefined,
       currentSign: c.currentSign as 1 | -1 | null | undefined,
       alarmCodes: c.alarmCodes as 'diybms' | 'swapped' | null | undefined,
       byteOrder: c.byteOrder as 'le' | 'be' | null | undefined,
-      manufacturer: c.manufacturer as string | null | undefined,
+      manufacturer: typeof c.manufacturer === 'string' ? c.manufacturer : undefined,
       keepaliveCarriesDc: c.keepaliveCarriesDc as boolean | null | undefined,
     });
   } catch (e) {
