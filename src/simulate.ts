@@ -45,6 +45,8 @@ export interface ScenarioEvent {
    * the board's clock, a Pi without an RTC setting its date at boot.
    */
   clockStep?: number;
+  /** Share of the clear sky reaching the panels from now on, 0..1 (a cloud: 0.2; clear again: 1). */
+  pvFactor?: number;
 }
 
 export interface Scenario {
@@ -110,6 +112,8 @@ export interface SimulationSummary {
   /** Energy at the grid connection point, Wh. */
   gridImportWh: number;
   gridExportWh: number;
+  /** Times the car started drawing power (its AC power going from none to charging), from the inverter's physics: what the guard keeps few. */
+  chargeStarts: number;
   /** PV used on site (house and car) / PV produced, %; null without PV. */
   selfConsumptionPct: number | null;
   /** Reward for the energy delivered to dispatches at `reward.ratePerKWh`, in `reward.currency`; null without a rate. */
@@ -409,6 +413,8 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
   const dispatchFinal = new Map<string, DispatchResponse>();
   const departures: SimulationSummary['departures'] = [];
   let minSoc = site.car.socPct;
+  let chargeStarts = 0;
+  let wasCharging = false;
   let floorBreaches = 0;
   let ticks = 0;
   let lastDepartureMs: number | undefined;
@@ -420,6 +426,10 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     const now = clock.nowMs();
     const soc = site.car.socPct;
     ticks++;
+    // a start: the car's AC power from (about) nothing to charging, as the inverter delivers it
+    const charging = site.inverter.acPowerW > 50;
+    if (charging && !wasCharging) chargeStarts++;
+    wasCharging = charging;
     minSoc = Math.min(minSoc, soc);
     modes[plan.mode] = (modes[plan.mode] ?? 0) + 1;
     // a breach: the car still giving energy while below the floor that applies (tolerance: one tick's energy)
@@ -501,6 +511,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
     carFromGridWh: round1(site.energy.gridToCarWh),
     gridImportWh: round1(site.energy.gridImportWh),
     gridExportWh: round1(site.energy.gridExportWh),
+    chargeStarts,
     selfConsumptionPct: site.energy.pvWh > 0 ? round1(((site.energy.pvToHouseWh + site.energy.pvToCarWh) / site.energy.pvWh) * 100) : null,
     reward: rewardFor(config, [...dispatchFinal.values()]),
     dispatches: [...dispatchFinal.values()].map((r) => ({ id: r.id, status: r.status, reason: r.reason ?? null, deliveredWh: r.deliveredWh ?? null })),
@@ -578,6 +589,7 @@ async function driveUntil(clock: VirtualClock, p: Promise<unknown>, maxAdvanceMs
 
 function applyEvent(e: ScenarioEvent, site: SimSite, proc: SimulatedProcess, clock: VirtualClock, sc: Scenario): void {
   if (e.clockStep !== undefined) clock.stepWall(e.clockStep * 1000);
+  if (e.pvFactor !== undefined) site.pvFactor = e.pvFactor;
   // a command is stamped by the calendar, as the uplink stamps it
   const now = clock.wallMs();
   if (e.restart) {

@@ -141,6 +141,8 @@ export class SimSite {
   readonly energy: SiteEnergy = { pvWh: 0, pvCurtailedWh: 0, pvToHouseWh: 0, pvToCarWh: 0, gridToCarWh: 0, carToHouseWh: 0, gridImportWh: 0, gridExportWh: 0 };
   private readonly pv?: { peakW: number; ratio: number; riseMin: number; setMin: number; timeZone: string; exportLimitW?: number };
   private pvOffset?: { hour: number; offsetMs: number };
+  /** Share of the clear sky that reaches the panels (clouds), 0..1; scenario event `pvFactor`. */
+  pvFactor = 1;
   private readonly startMs: number;
   private profile: LoadProfile;
   private pvProfile?: LoadProfile;
@@ -301,7 +303,7 @@ export class SimSite {
     const dayMin = ((((wall + this.pvOffset.offsetMs) / 60_000) % 1440) + 1440) % 1440;
     const x = (dayMin - pv.riseMin) / (pv.setMin - pv.riseMin);
     if (!(x > 0 && x < 1)) return 0;
-    return pv.peakW * pv.ratio * Math.sin(Math.PI * x) ** 1.5;
+    return pv.peakW * pv.ratio * Math.sin(Math.PI * x) ** 1.5 * this.pvFactor;
   }
 
   /**
