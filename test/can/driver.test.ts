@@ -98,21 +98,38 @@ describe('CAN BMS driver: limits follow the setpoint', () => {
       }
     }));
 
-  it('the car SoC unknown (link quiet): both limits 0 and the BMS-internal warning', () =>
+  it('the car SoC stale (link quiet): the limits still follow the setpoint (the core decides on SoC), the last SoC is shown with the BMS-internal warning', () =>
     withRig({}, async (r) => {
-      let socAtMs = r.clock.nowMs();
-      r.driver = r.makeDriver({ car: () => ({ ...r.facts(), socAtMs }) });
+      // the link goes quiet: its last SoC, with its time, is all there is
+      let quiet: { socPct: number; socAtMs: number } | undefined;
+      r.driver = r.makeDriver({ car: () => ({ ...r.facts(), ...quiet }) });
       await r.driver.open();
       await r.driver.setPowerW(-4000);
+      quiet = { socPct: r.car.socPct, socAtMs: r.clock.nowMs() };
       r.run(1);
-      assert.ok(r.sim.lastLimits!.dischargeCurrentLimitA > 0);
-      r.run(31);
-      assert.deepEqual(pick(r.sim.lastLimits!), { cha: 0, dis: 0, cvl: 55.2, dvl: 46 });
-      const alarms = decodeFrame(framesWithId(r, 0x35a, 'bms').at(-1)!, PROFILES['pylontech-1.3']);
-      assert.ok(alarms.ok && alarms.values['warning.bmsInternal'] === 'active');
-      socAtMs = r.clock.nowMs();
+      const socShown = () => {
+        const d = decodeFrame(framesWithId(r, 0x355, 'bms').at(-1)!, PROFILES['pylontech-1.3']);
+        assert.ok(d.ok);
+        return d.values.socHiResPct as number;
+      };
+      const warning = () => {
+        const d = decodeFrame(framesWithId(r, 0x35a, 'bms').at(-1)!, PROFILES['pylontech-1.3']);
+        assert.ok(d.ok);
+        return d.values['warning.bmsInternal'];
+      };
+      assert.equal(socShown(), 70);
+      assert.equal(warning(), 'ok');
+      r.run(35);
+      // 4000 W / 0.95 / 51.2 V = 82.24 A → 82.2 A
+      assert.equal(r.sim.lastLimits!.dischargeCurrentLimitA, 82.2);
+      assert.equal(socShown(), 70, 'the last SoC known, not the car\'s present one');
+      // 82.2 A × 51.2 V for 35 s out of 60 kWh: about 0.07 %
+      assert.ok(r.car.socPct < 69.95, `${r.car.socPct}`);
+      assert.equal(warning(), 'active');
+      quiet = undefined;
       r.run(1);
-      assert.ok(r.sim.lastLimits!.dischargeCurrentLimitA > 0, 'limits back with a fresh SoC');
+      assert.equal(warning(), 'ok');
+      assert.ok(Math.abs(socShown() - r.car.socPct) <= 0.005, `${socShown()} vs ${r.car.socPct}`);
     }));
 });
 

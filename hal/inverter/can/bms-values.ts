@@ -41,9 +41,9 @@ export interface BmsInputs {
   /** The runtime asked for grid-forming (island): the island's load sets the power, up to the pack's discharge limit. */
   gridForming: boolean;
   efficiency: number;
-  /** The car's SoC when it is known and fresh; undefined = unknown (both limits 0, warning). */
+  /** The car's SoC when it is known and fresh; undefined = unknown (the BMS-internal warning is raised). */
   socPct?: number;
-  /** SoC to show while unknown (the last known one); the limits are 0 meanwhile. */
+  /** SoC to show while unknown: the last known one. */
   lastSocPct?: number;
   /** DC bus voltage the inverter reports (0x305), V; undefined = the pack's nominal. */
   busVoltageV?: number;
@@ -64,15 +64,15 @@ export interface BmsLimits {
 }
 
 /** The current limits for a command (0.1 A steps, rounded down so the advertised limit never exceeds the command). */
-export function limitsFor(inp: Pick<BmsInputs, 'commandW' | 'gridForming' | 'efficiency' | 'socPct' | 'busVoltageV'>, pack: PackConfig): BmsLimits {
+export function limitsFor(inp: Pick<BmsInputs, 'commandW' | 'gridForming' | 'efficiency'>, pack: PackConfig): BmsLimits {
   const v = pack.voltageV;
   let cha = 0;
   let dis = 0;
-  if (inp.socPct !== undefined) {
-    if (inp.gridForming) dis = pack.maxDischargeA;
-    else if (inp.commandW > 0) cha = Math.min(pack.maxChargeA, (inp.commandW * inp.efficiency) / v);
-    else if (inp.commandW < 0) dis = Math.min(pack.maxDischargeA, -inp.commandW / inp.efficiency / v);
-  }
+  // whether the SoC is good enough to move power on is the core's call, already in the setpoint (no discharge
+  // on an unknown SoC, charging goes on): the limits follow the setpoint and nothing else
+  if (inp.gridForming) dis = pack.maxDischargeA;
+  else if (inp.commandW > 0) cha = Math.min(pack.maxChargeA, (inp.commandW * inp.efficiency) / v);
+  else if (inp.commandW < 0) dis = Math.min(pack.maxDischargeA, -inp.commandW / inp.efficiency / v);
   cha = floorTenth(cha);
   dis = floorTenth(dis);
   return { chargeCurrentLimitA: cha, dischargeCurrentLimitA: dis, chargeEnable: cha > 0, dischargeEnable: dis > 0 };
