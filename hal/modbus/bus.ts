@@ -74,7 +74,7 @@ export class ModbusBuses {
       }
     }
     bus.options.push(options);
-    const ch = new SharedChannel(this, bus, link.unitId, name);
+    const ch = new SharedChannel(this, bus, link.unitId, name, options);
     bus.users.add(ch);
     return ch;
   }
@@ -84,7 +84,10 @@ export class ModbusBuses {
     return [...(this.buses.get(busKey(link))?.users ?? [])].map((u) => u.name);
   }
 
-  /** The transport of a bus, made on first use with the longest timeout and most retries any user asked for. */
+  /**
+   * The transport of a bus, made on first use with the longest timeout any user asked for (for connecting);
+   * each request then runs with its own device's timeout and retries.
+   */
   transportOf(bus: Bus): ModbusTransport {
     if (!bus.transport) {
       const timeoutMs = Math.max(...bus.options.map((o) => o.timeoutMs));
@@ -99,7 +102,7 @@ class SharedChannel implements ModbusChannel {
   readonly stats = { reads: 0, writes: 0, registersRead: 0, registersWritten: 0 };
   private acquired = false;
 
-  constructor(private readonly buses: ModbusBuses, private readonly bus: Bus, readonly unitId: number, readonly name: string) {}
+  constructor(private readonly buses: ModbusBuses, private readonly bus: Bus, readonly unitId: number, readonly name: string, private readonly options: BusOptions) {}
 
   get requestCount(): number {
     return this.stats.reads + this.stats.writes;
@@ -124,13 +127,13 @@ class SharedChannel implements ModbusChannel {
   readHolding(address: number, count: number): Promise<number[]> {
     this.stats.reads++;
     this.stats.registersRead += count;
-    return this.buses.transportOf(this.bus).readHolding(address, count, this.unitId);
+    return this.buses.transportOf(this.bus).readHolding(address, count, { unitId: this.unitId, ...this.options });
   }
 
   writeHolding(address: number, values: number[]): Promise<void> {
     this.stats.writes++;
     this.stats.registersWritten += values.length;
-    return this.buses.transportOf(this.bus).writeHolding(address, values, this.unitId);
+    return this.buses.transportOf(this.bus).writeHolding(address, values, { unitId: this.unitId, ...this.options });
   }
 
   /** Release this device's hold on the bus; the connection closes when no device holds it. */

@@ -237,6 +237,29 @@ describe('one bus, several devices', () => {
     assert.equal(gw.connections, 1);
   });
 
+  test('a meter that stops answering on the shared bus: its own short timeout, the inverter keeps working', async () => {
+    const car = new SimCar({ capacityWh: 60000, socPct: 70, maxChargeW: 11000, maxDischargeW: 11000 });
+    const simInv = new SimInverter({ ratedW: 11000, efficiency: 0.95 }, car, systemClock);
+    const invDev = createSimSunspecDevice({ inverter: simInv, car, clock: systemClock });
+    closers.push(async () => invDev.stop());
+    const meterDev = createSimMeterDevice({ model: 203, unitId: 2, read: () => reading });
+    const port = await serve([invDev, meterDev]);
+    const buses = new ModbusBuses(systemClock);
+    const inverter = createSunspecInverter({ modbus: { host: '127.0.0.1', port, unitId: 1 }, timeoutMs: 1500, retries: 1 }, systemClock, undefined, buses);
+    const siteMeter = createSiteMeter({ driver: 'sunspec', modbus: { host: '127.0.0.1', port, unitId: 2 }, timeoutMs: 150, retries: 0 }, { clock: systemClock, buses })!;
+    closers.push(() => inverter.close());
+    closers.push(() => siteMeter.close());
+    await Promise.all([inverter.open(), siteMeter.open()]);
+    meterDev.faults.silent = true;
+    for (let i = 0; i < 3; i++) {
+      await Promise.all([siteMeter.refresh(), inverter.refresh(), inverter.setPowerW(1000 * (i + 1))]);
+      // the meter's own 150 ms timeout, not the inverter's 1500 ms, is what the silent meter costs the line
+      assert.match(siteMeter.state().fault?.message ?? '', /no answer within 150 ms/);
+      assert.equal(inverter.state().fault, undefined, inverter.state().fault?.message);
+    }
+    assert.equal(simInv.setpointW, 3000);
+  });
+
   test('a PV inverter that stops answering is a PV fault; the grid figure stays', async () => {
     const meterDev = createSimMeterDevice({ model: 213, unitId: 2, read: () => reading });
     const pvDev = createSimPvDevice({ model: 101, unitId: 3, read: () => 1500 });

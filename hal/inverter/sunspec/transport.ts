@@ -29,6 +29,13 @@ export interface TransportOptions {
 
 export type ModbusErrorCode = 'timeout' | 'exception' | 'disconnected' | 'io';
 
+/** Per-request settings of a device sharing the connection: its unit id, its own timeout and retries. */
+export interface RequestTarget {
+  unitId?: number;
+  timeoutMs?: number;
+  retries?: number;
+}
+
 /** A failed Modbus request: what was asked, and what went wrong. */
 export class ModbusError extends Error {
   constructor(
@@ -87,15 +94,15 @@ export class ModbusTransport {
    * FC 3, `count` <= 125 registers. `unitId` addresses another device on the same bus or gateway
    * (default: the link's); requests stay serialised, one on the wire at a time, whichever unit they are for.
    */
-  readHolding(address: number, count: number, unitId?: number): Promise<number[]> {
-    return this.enqueue(() => this.withRetries({ fc: 3, address, count }, async (c) => (await c.readHoldingRegisters(address, count)).data, unitId));
+  readHolding(address: number, count: number, target?: number | RequestTarget): Promise<number[]> {
+    return this.enqueue(() => this.withRetries({ fc: 3, address, count }, async (c) => (await c.readHoldingRegisters(address, count)).data, targetOf(target)));
   }
 
-  /** FC 16, `values.length` <= 123 registers; `unitId` as for `readHolding`. */
-  writeHolding(address: number, values: number[], unitId?: number): Promise<void> {
+  /** FC 16, `values.length` <= 123 registers; `target` as for `readHolding`. */
+  writeHolding(address: number, values: number[], target?: number | RequestTarget): Promise<void> {
     return this.enqueue(() => this.withRetries({ fc: 16, address, count: values.length }, async (c) => {
       await c.writeRegisters(address, values);
-    }, unitId));
+    }, targetOf(target)));
   }
 
   /** Drop the connection; the next request reconnects (subject to backoff). */
@@ -186,14 +193,18 @@ export class ModbusTransport {
     return this.client!;
   }
 
-  private async withRetries<T>(req: { fc: 3 | 16; address: number; count: number }, fn: (c: ModbusClient) => Promise<T>, unitId?: number): Promise<T> {
-    const unit = unitId ?? this.link.unitId;
+  private async withRetries<T>(req: { fc: 3 | 16; address: number; count: number }, fn: (c: ModbusClient) => Promise<T>, target: RequestTarget = {}): Promise<T> {
+    const unit = target.unitId ?? this.link.unitId;
+    // a device sharing the bus may ask for a shorter timeout than the connection's (a meter that stops
+    // answering should not hold the inverter's requests up for the inverter's own timeout)
+    const timeoutMs = target.timeoutMs ?? this.o.timeoutMs;
+    const retries = target.retries ?? this.o.retries;
     const what = `${req.fc === 3 ? 'reading' : 'writing'} ${req.count} register${req.count === 1 ? '' : 's'} at ${req.address}${unit !== this.link.unitId ? ` of unit ${unit}` : ''}`;
     let last: ModbusError | undefined;
     // a device that closes the connection after each answer (some gateways do) costs the next request its
     // connection: that request gets one fresh connection without spending a retry
     let freshConnection = true;
-    for (let attempt = 0; attempt <= this.o.retries; attempt++) {
+    for (let attempt = 0; attempt <= retries; attempt++) {
       let c: ModbusClient;
       try {
         c = await this.ensureClient();
@@ -201,8 +212,9 @@ export class ModbusTransport {
         const err = e instanceof ModbusError ? e : new ModbusError('disconnected', errText(e));
         throw new ModbusError('disconnected', `${err.message} (${what})`, req);
       }
-      // the unit is per request: one connection serves every device on the bus, in turn
+      // the unit and the timeout are per request: one connection serves every device on the bus, in turn
       c.setID(unit);
+      c.setTimeout(timeoutMs);
       this.requestCount++;
       if (req.fc === 3) {
         this.stats.reads++;
@@ -212,7 +224,7 @@ export class ModbusTransport {
         this.stats.registersWritten += req.count;
       }
       try {
-        return await guard(Promise.race([fn(c), this.clientClosed!]), this.o.timeoutMs * 2 + 100);
+        return await guard(Promise.race([fn(c), this.clientClosed!]), timeoutMs * 2 + 100);
       } catch (e) {
         if (e instanceof PeerClosed && freshConnection) {
           freshConnection = false;
@@ -230,7 +242,7 @@ export class ModbusTransport {
         const timedOut = isTimeout(e);
         last = new ModbusError(
           timedOut ? 'timeout' : c.isOpen ? 'io' : 'disconnected',
-          `${timedOut ? `no answer within ${this.o.timeoutMs} ms` : errText(e)} ${what} (attempt ${attempt + 1} of ${this.o.retries + 1})`,
+          `${timedOut ? `no answer within ${timeoutMs} ms` : errText(e)} ${what} (attempt ${attempt + 1} of ${retries + 1})`,
           req,
         );
         // a late answer to a timed-out request would be taken for the next one's; start clean
@@ -240,6 +252,10 @@ export class ModbusTransport {
     }
     throw last!;
   }
+}
+
+function targetOf(t: number | RequestTarget | undefined): RequestTarget {
+  return typeof t === 'number' ? { unitId: t } : t ?? {};
 }
 
 export const EXCEPTION_NAMES: Record<number, string> = {
