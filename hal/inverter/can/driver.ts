@@ -144,6 +144,7 @@ export class CanBmsInverter implements InverterPort {
     this.opened = true;
     this.openedAtMs = this.o.clock.nowMs();
     this.keepaliveAtMs = undefined;
+    this.dc = undefined;
     // the first frame set carries the narrowest limits there are until the runtime commands otherwise
     this.cycleNow();
     this.updateReading();
