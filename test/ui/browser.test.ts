@@ -3,7 +3,8 @@
  * daemon (`wallbox run`) on simulated hardware, its password set with `wallbox ui password`. Sees the SoC
  * and the floor; a write without a login is refused; logs in; moves the floor slider and the daemon's
  * `status` shows the new floor; an invalid value shows its error next to its field and leaves the config
- * file byte for byte; events newest first; earnings and the CSV. Screenshots go to test-artifacts/ui/.
+ * file byte for byte; a quick action taken and ended; events newest first; earnings and the CSV; the
+ * history chart. Screenshots go to test-artifacts/ui/.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -110,6 +111,18 @@ describe('web page in Chromium', { skip: browser ? false : 'Chromium is not inst
       assert.ok(await page.isVisible('#gauge-floor'), 'the floor is drawn on the gauge');
       await page.waitForSelector('#live.ok');
       await page.screenshot({ path: join(ARTIFACTS, '2-now.png'), fullPage: true });
+
+      // a quick action from the page: listed on the page with its end, V2G shown paused, then ended
+      await page.fill('form[data-kind="pauseV2g"] input[name="until"]', '3h');
+      await page.click('form[data-kind="pauseV2g"] button');
+      await page.waitForSelector('#overrides [data-clear="pauseV2g"]');
+      assert.match(await page.textContent('#overrides') ?? '', /V2G paused until \d{4}-\d{2}-\d{2} \d{2}:\d{2}/);
+      await page.waitForFunction(() => document.querySelector('#v2g')?.textContent === 'paused');
+      assert.equal(JSON.parse(readFileSync(cfg, 'utf8')).overrides.pauseV2g.by, 'ui');
+      await page.screenshot({ path: join(ARTIFACTS, '2b-quick-action.png'), fullPage: true });
+      await page.click('#overrides [data-clear="pauseV2g"]');
+      await page.waitForFunction(() => document.querySelector('#overrides')?.children.length === 0);
+      await page.waitForFunction(() => document.querySelector('#v2g')?.textContent === 'on');
 
       // move the floor slider and save: the running daemon takes it
       await page.click('#nav a[data-view="settings"]');
