@@ -40,6 +40,7 @@ export interface SiteMeterConfig {
   unit?: 'W' | 'kW';
   pvTopic?: string | null;
   pvPath?: string | null;
+  currentPaths?: string[] | null;
   username?: string | null;
   password?: string | null;
   [k: string]: unknown;
@@ -123,6 +124,7 @@ function mqttMeter(s: SiteMeterConfig, deps: SiteMeterDeps): SiteMeterPort {
       url: s.url,
       grid: { topic: s.topic, path: s.path },
       pv: s.pvTopic ? { topic: s.pvTopic, path: s.pvPath } : null,
+      currentPaths: s.currentPaths,
       maxAgeS: positive(s.maxAgeS, 'siteMeter.maxAgeS', SITE_METER_DEFAULTS.maxAgeS, 3600),
       invertSign: s.invertSign === true,
       unit: s.unit,
@@ -132,7 +134,7 @@ function mqttMeter(s: SiteMeterConfig, deps: SiteMeterDeps): SiteMeterPort {
       log: deps.log,
     });
   } catch (e) {
-    throw new Error(`siteMeter.path/pvPath: ${e instanceof Error ? e.message : String(e)}`);
+    throw new Error(`siteMeter.path/pvPath/currentPaths: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 

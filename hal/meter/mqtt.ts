@@ -24,6 +24,12 @@ export interface MqttMeterOptions {
   grid: MqttSource;
   /** PV production, positive = produced. */
   pv?: MqttSource | null;
+  /**
+   * JSON paths to the phase currents, A, L1 first, in the grid topic's payload (Shelly `a_current`,
+   * `b_current`, `c_current`); they share the grid figure's time. A payload missing one of them carries no
+   * currents (the fuse limit then assumes the house load); the grid figure stands.
+   */
+  currentPaths?: string[] | null;
   /** A figure older than this is withdrawn, s. */
   maxAgeS: number;
   /** The publisher counts export as positive: flip the grid figure. */
@@ -42,6 +48,7 @@ interface Slot {
   source: MqttSource;
   path: (string | number)[];
   valueW?: number;
+  currentsA?: number[];
   atMs?: number;
   fault?: PortFault;
 }
@@ -53,6 +60,7 @@ export class MqttMeter implements SiteMeterPort {
   private client?: MqttClient;
   private readonly grid: Slot;
   private readonly pv?: Slot;
+  private readonly currentPaths: (string | number)[][];
   private connFault?: PortFault;
   private readonly name: string;
 
@@ -60,6 +68,9 @@ export class MqttMeter implements SiteMeterPort {
     // a path that cannot be read is a config error: the constructor throws, the factory turns it into open_failed
     this.grid = { source: o.grid, path: o.grid.path ? parsePath(o.grid.path) : [] };
     if (o.pv) this.pv = { source: o.pv, path: o.pv.path ? parsePath(o.pv.path) : [] };
+    this.currentPaths = (o.currentPaths ?? []).map((p) => parsePath(p));
+    if (this.currentPaths.length > 3) throw new Error('at most three phase current paths (L1, L2, L3)');
+    if (this.currentPaths.length > 0 && this.grid.path.length === 0) throw new Error('phase current paths need a JSON payload: give the grid figure a path too');
     this.name = `MQTT site meter ${redact(o.url)}`;
   }
 
@@ -124,6 +135,7 @@ export class MqttMeter implements SiteMeterPort {
     if (grid.valueW !== undefined) {
       out.gridPowerW = grid.valueW;
       out.atMs = grid.atMs;
+      if (this.grid.currentsA) out.phaseCurrentsA = [...this.grid.currentsA];
     }
     if (this.pv) {
       const pv = this.current(this.pv, now);
@@ -178,6 +190,10 @@ export class MqttMeter implements SiteMeterPort {
       }
       let w = this.o.unit === 'kW' ? r.value * 1000 : r.value;
       if (slot === this.grid && this.o.invertSign) w = -w;
+      if (slot === this.grid && this.currentPaths.length > 0) {
+        const currents = this.currentPaths.map((p) => readNumber(payload, p));
+        slot.currentsA = currents.every((c): c is { value: number } => 'value' in c) ? currents.map((c) => Math.abs(c.value)) : undefined;
+      }
       slot.valueW = w;
       slot.atMs = now;
       slot.fault = undefined;

@@ -187,6 +187,8 @@ export interface SiteMeterConfig {
   unit?: 'W' | 'kW';
   pvTopic?: string | null;
   pvPath?: string | null;
+  /** mqtt: JSON paths to the phase currents (L1 first) in the grid topic's payload. */
+  currentPaths?: string[] | null;
   username?: string | null;
   password?: string | null;
   [k: string]: unknown;

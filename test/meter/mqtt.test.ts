@@ -77,6 +77,17 @@ describe('MQTT meter on a real broker', () => {
     assert.equal(a.m.state().gridPowerW, 742.5, 'a number sent as a string is taken');
   });
 
+  test('phase currents from the grid payload (Shelly Pro 3EM shape); one missing: no currents, grid stands', async () => {
+    const { m } = await open({ grid: { topic: 'shelly/status/em:0', path: 'total_act_power' }, currentPaths: ['a_current', 'b_current', 'c_current'] });
+    await send(m, 'shelly/status/em:0', '{"id":0,"a_current":4.2,"b_current":-1.5,"c_current":0.3,"total_act_power":1234.5}');
+    assert.equal(m.state().gridPowerW, 1234.5);
+    assert.deepEqual(m.state().phaseCurrentsA, [4.2, 1.5, 0.3]);
+    await send(m, 'shelly/status/em:0', '{"id":0,"a_current":4.2,"c_current":0.3,"total_act_power":1000}');
+    assert.equal(m.state().gridPowerW, 1000);
+    assert.equal(m.state().phaseCurrentsA, undefined);
+    assert.throws(() => new MqttMeter({ url: broker.url, grid: { topic: 'x' }, currentPaths: ['a'], maxAgeS: 10, clock: new VirtualClock(T0) }), /need a JSON payload/);
+  });
+
   test('kW and the sign flag (a publisher that counts export positive)', async () => {
     const { m, topic } = await open({ unit: 'kW', invertSign: true });
     await send(m, topic, '2.5');

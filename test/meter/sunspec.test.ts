@@ -303,7 +303,7 @@ describe('config', () => {
       [{ driver: 'sunspec', modbus: { host: 'x' }, pv: { modbus: {} } }, /siteMeter\.pv\.modbus needs either "host"/],
       [{ driver: 'mqtt', url: 'http://x', topic: 't' }, /siteMeter\.url must be a broker URL/],
       [{ driver: 'mqtt', url: 'mqtt://x', topic: 'a/#' }, /siteMeter\.topic must be one topic without wildcards/],
-      [{ driver: 'mqtt', url: 'mqtt://x', topic: 'a', path: 'a..b' }, /siteMeter\.path\/pvPath: .*empty key/],
+      [{ driver: 'mqtt', url: 'mqtt://x', topic: 'a', path: 'a..b' }, /siteMeter\.path\/pvPath\/currentPaths: .*empty key/],
       [{ driver: 'mqtt', url: 'mqtt://x', topic: 'a', maxAgeS: 0 }, /siteMeter\.maxAgeS must be a number above 0/],
       [{ driver: 'sim' }, /needs the simulated site/],
       [{ driver: 'modbus' }, /siteMeter\.driver must be "sunspec", "mqtt" or "sim"/],
