@@ -40,8 +40,11 @@ export type Need = { reason?: string; latched: boolean };
 /** The same under another `vehicle.chargeStrategy`, and with the departure latch as given (default: as in memory). */
 export type NeedFn = (strategy: 'departure' | 'immediate', latched?: boolean) => Need;
 
-/** decide.ts `chargingNeed`'s own reasons (the ones a mode may drop or recompute). */
-const OWN_REASONS = /^(target|departure|backup_reserve|charging \(SoC unknown)/;
+/**
+ * decide.ts `chargingNeed`'s reasons that depend on the strategy (the ones a mode may drop or recompute).
+ * Any other reason stands as decide.ts gave it: the backup reserve (the setting's, or a quick action's) and a boost.
+ */
+const STRATEGY_REASONS = /^(target|departure|charging \(SoC unknown)/;
 
 /**
  * How far under the grid export limit surplus charging holds the export in `target` mode, W: an export
@@ -96,12 +99,12 @@ export function ownCharge(
 ): OwnCharge {
   const cfg = chargeConfig(c);
   const mode: ChargeMode = cfg.mode;
-  // the grid need under the strategy the mode implies; a reason from outside decide.ts's own (a boost) stands
+  // the grid need under the strategy the mode implies; a reason that does not depend on it (a boost, the reserve) stands
   const strategy = mode === 'now' ? 'immediate' : mode === 'target' ? c.vehicle.chargeStrategy : 'departure';
   // a change of mode drops the latch: a charge the old mode started ("now") does not carry into one that would not start it ("pv")
   const modeChanged = prev?.mode !== undefined && prev.mode !== mode;
-  const foreign = o.need.reason !== undefined && !OWN_REASONS.test(o.need.reason);
-  const need = foreign ? o.need : modeChanged ? o.needWith(strategy, false) : strategy === c.vehicle.chargeStrategy ? o.need : o.needWith(strategy);
+  const stands = o.need.reason !== undefined && !STRATEGY_REASONS.test(o.need.reason);
+  const need = stands ? o.need : modeChanged ? o.needWith(strategy, false) : strategy === c.vehicle.chargeStrategy ? o.need : o.needWith(strategy);
   const gridAllowed = need.reason !== undefined && gridNeedAllowed(mode, need.reason);
   // a need the mode drops does not latch: the departure latch is for the just-in-time charge only
   const latched = need.reason === undefined || gridAllowed ? need.latched : false;

@@ -156,3 +156,19 @@ describe('changing the mode', () => {
     assert.deepEqual(seconds(chargeSettings({ mode: 'now' }), pv.mem, 6, 8, 40).out, [11000, 11000, 11000]);
   });
 });
+
+describe('the homeowner\'s quick actions stand in every mode', () => {
+  const until = new Date(T0 + 3 * 3600_000).toISOString();
+  for (const m of ['off', 'pv', 'minpv'] as const) {
+    test(`${m}: a backup reserve quick action charges from the grid below its level (chargeStrategy immediate)`, () => {
+      const c = chargeSettings({ mode: m }, { vehicle: { chargeStrategy: 'immediate' }, overrides: { backupReserve: { socPct: 60, until } } } as never);
+      const ticks = runSite(c, { durationS: 3, pvW: () => 0, socPct: 40 });
+      assert.ok(ticks.every((k) => k.plan.setpointW === 11000), ticks.map((k) => `${k.plan.setpointW} ${k.plan.reasons.join(',')}`).join('; '));
+    });
+    test(`${m}: a boost charges at full power`, () => {
+      const c = chargeSettings({ mode: m }, { overrides: { boost: { targetSocPct: 90, until } } } as never);
+      const ticks = runSite(c, { durationS: 3, pvW: () => 0, socPct: 40 });
+      assert.ok(ticks.every((k) => k.plan.setpointW === 11000 && k.plan.reasons.includes('boost')));
+    });
+  }
+});
