@@ -107,6 +107,12 @@ class SimSiteMeter implements SiteMeterPort {
   }
   async refresh(): Promise<void> {
     const site = this.site;
+    if (site.meterOffline) {
+      // a meter that stopped answering: its figures are withdrawn, as the real drivers do
+      const sinceMs = this.s.fault?.sinceMs ?? site.clock.nowMs();
+      this.s = { fault: { code: 'timeout', message: 'simulated site meter: no answer', sinceMs } };
+      return;
+    }
     this.s = {
       houseLoadW: site.houseDemandW(),
       gridPowerW: site.gridPowerW(),
@@ -150,6 +156,8 @@ export class SimSite {
   private readonly chargerPhases: number[];
   /** The grid meter's energy counters, Wh. */
   readonly meterTotals = { importedWh: 0, exportedWh: 0 };
+  /** The site meter stops answering (its port then reports a `timeout` fault and no figures). */
+  meterOffline = false;
   /** Nominal phase voltage the simulated meter converts power to current with, V. */
   static readonly VOLTAGE_V = 230;
   private readonly contactorDelayMs: number;

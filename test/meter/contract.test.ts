@@ -30,6 +30,9 @@ meterContract('simulated site', async () => {
       const pv = pvPowerW ?? Math.max(0, -gridPowerW);
       site.setLoads({ houseLoadW: gridPowerW + pv, pvW: pv });
     },
+    silence(on) {
+      site.meterOffline = on;
+    },
     async elapse(ms) {
       clock.advance(ms);
     },
