@@ -22,3 +22,13 @@ test('state.site: null without a meter, with a meter fault, with a PV fault', ()
   const pvOnly = snapshot(T0, { gridPowerW: 500, gridPowerAtMs: T0, pvPowerW: 100, pvPowerAtMs: T0, pvPowerFault: 'stale' });
   assert.deepEqual(siteFigures(pvOnly, T0), { gridPowerW: 500, gridAgeS: 0, pvPowerW: null, pvAgeS: null });
 });
+
+test('flex: PV already exporting leaves less discharge to offer under an export limit', () => {
+  const c = settings({ site: { gridExportLimitW: 5000, gridImportLimitW: null } });
+  // the car idle, the house drawing 800 W: 5000 + 800 W may flow out of the car
+  const quiet = snapshot(T0, { houseLoadW: undefined, gridPowerW: 800, gridPowerAtMs: T0, inverter: { powerW: 0, atMs: T0 } });
+  assert.equal(decide(quiet, c, initialMemory(T0), T0).flex.maxDischargeW, 5800);
+  // noon: PV makes 4000 W, the house still 800 W, 3200 W already exported: only 5000 − 3200 W more
+  const sunny = snapshot(T0, { houseLoadW: undefined, gridPowerW: -3200, gridPowerAtMs: T0, pvPowerW: 4000, pvPowerAtMs: T0, inverter: { powerW: 0, atMs: T0 } });
+  assert.equal(decide(sunny, c, initialMemory(T0), T0).flex.maxDischargeW, 1800);
+});
