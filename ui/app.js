@@ -36,6 +36,7 @@ const kWh = (wh) => (typeof wh === 'number' ? (wh / 1000).toFixed(2) : '--');
 const money = (a, c) => (typeof a === 'number' && c ? `${a.toFixed(2)} ${c}` : '–');
 const duration = (s) => { const h = Math.floor(s / 3600); const m = Math.floor((s % 3600) / 60); const ss = s % 60; return h ? `${h} h ${m} min` : `${m}:${String(ss).padStart(2, '0')}`; };
 const REASONS = { floor: 'the discharge floor', departure: 'the departure target', backup_reserve: 'the backup reserve', boost: 'charging now', inverter_limit: 'the inverter cannot follow', underdelivery: 'less power than asked', v2g_disabled: 'V2G off or paused', backup_active: 'house backup', fault: 'a fault', stopped: 'stopped' };
+const NO_PASSWORD = 'No password is set. On the board, run: sudo wallbox ui password (from a checkout: npm run -s wallbox -- ui password).';
 const MODES = { idle: 'idle', charge: 'charging', discharge: 'giving energy back', backup: 'powering the house', fault: 'FAULT' };
 
 // ---- session and login ---------------------------------------------------------------------------
@@ -45,7 +46,7 @@ async function loadSession() {
   $('#login-open').hidden = r.data.loggedIn || !r.data.passwordSet;
   $('#logout').hidden = !r.data.loggedIn;
   $('#settings-locked').hidden = r.data.loggedIn;
-  $('#settings-locked').textContent = r.data.passwordSet ? 'Read only: log in to change settings.' : 'Read only: no password is set. On the board, run: sudo wallbox ui password';
+  $('#settings-locked').textContent = r.data.passwordSet ? 'Read only: log in to change settings.' : `Read only. ${NO_PASSWORD}`;
   for (const f of document.querySelectorAll('#settings-form input, #settings-form select, #settings-save, #actions button')) f.disabled = !r.data.loggedIn;
   return r.data;
 }
@@ -326,7 +327,7 @@ window.addEventListener('hashchange', () => show(location.hash.slice(1)));
 
 async function start() {
   const s = await loadSession();
-  if (!s.canRead) { state.stream?.close(); setLive(false); return showLogin(s.passwordSet ? 'Log in to see this page.' : 'No password is set. On the board, run: sudo wallbox ui password'); }
+  if (!s.canRead) { state.stream?.close(); setLive(false); return showLogin(s.passwordSet ? 'Log in to see this page.' : NO_PASSWORD); }
   connect();
   show(location.hash.slice(1) || 'now');
 }

@@ -174,7 +174,7 @@ export class Auth {
   async login(address: string, password: unknown): Promise<LoginResult> {
     const now = this.opts.nowMs();
     const rec = this.password();
-    if (!rec) return { ok: false, status: 503, message: 'no password is set for this page: on the board, run `sudo wallbox ui password`' };
+    if (!rec) return { ok: false, status: 503, message: 'no password is set for this page: on the board, run `sudo wallbox ui password` (from a checkout: `npm run -s wallbox -- ui password`)' };
     const a = this.attempts.get(address);
     if (a && now < a.lockedUntilMs) return this.wait(a.lockedUntilMs - now, 'too many wrong passwords from this device');
     this.globalFailures = this.globalFailures.filter((t) => now - t < 60_000);
