@@ -12,10 +12,10 @@
  * not answer or answers garbage: the figures are withdrawn and `fault` says why (docs/meter.md).
  */
 import type { Clock, PortFault, SiteMeterPort, SiteMeterState } from '../../ports.ts';
-import { ModbusTransport, describeLink, errText, ModbusError, type ModbusLink } from '../../inverter/sunspec/transport.ts';
+import { describeLink, errText, ModbusError, type ModbusLink } from '../../inverter/sunspec/transport.ts';
 import { DiscoveryError } from '../../inverter/sunspec/discovery.ts';
 import { GarbageError } from '../../inverter/sunspec/model-io.ts';
-import type { ModbusChannel } from '../../modbus/bus.ts';
+import { ModbusBuses, type ModbusChannel } from '../../modbus/bus.ts';
 import { MapMovedError, METER_MODELS, phasesOf, PV_INVERTER_MODELS, SunspecReader } from './reader.ts';
 
 const PHASE_POINTS = ['AphA', 'AphB', 'AphC'] as const;
@@ -65,8 +65,10 @@ export class SunspecMeter implements SiteMeterPort {
   private pvFault?: PortFault;
 
   constructor(private readonly o: SunspecMeterOptions) {
-    const own = (link: ModbusLink): ModbusChannel => new ModbusTransport(link, { timeoutMs: o.timeoutMs, retries: o.retries, clock: o.clock, log: o.log });
-    const gridChannel = o.channel ?? own(o.link);
+    // without the runtime's buses, the grid meter and the PV source still share a line they are both on
+    const buses = new ModbusBuses(o.clock, o.log);
+    const own = (link: ModbusLink, name: string): ModbusChannel => buses.channel(link, { timeoutMs: o.timeoutMs, retries: o.retries }, name);
+    const gridChannel = o.channel ?? own(o.link, 'siteMeter.modbus');
     this.grid = {
       name: `SunSpec grid meter ${describeLink(o.link)}`,
       channel: gridChannel,
@@ -74,7 +76,7 @@ export class SunspecMeter implements SiteMeterPort {
       reader: new SunspecReader({ channel: gridChannel, base: o.base, models: METER_MODELS, points: meterPoints, what: 'grid meter' }),
     };
     if (o.pv) {
-      const pvChannel = o.pv.channel ?? own(o.pv.link);
+      const pvChannel = o.pv.channel ?? own(o.pv.link, 'siteMeter.pv.modbus');
       this.pv = {
         name: `SunSpec PV source ${describeLink(o.pv.link)}`,
         channel: pvChannel,
@@ -102,7 +104,7 @@ export class SunspecMeter implements SiteMeterPort {
 
   /** Requests put on the wire so far. */
   get requestCount(): number {
-    return this.grid.channel.requestCount + (this.pv && this.pv.channel !== this.grid.channel ? this.pv.channel.requestCount : 0);
+    return this.grid.channel.requestCount + (this.pv?.channel.requestCount ?? 0);
   }
 
   /**
@@ -150,7 +152,7 @@ export class SunspecMeter implements SiteMeterPort {
     this.opened = false;
     await this.refreshCall?.catch(() => undefined);
     await this.grid.channel.close().catch(() => undefined);
-    if (this.pv && this.pv.channel !== this.grid.channel) await this.pv.channel.close().catch(() => undefined);
+    if (this.pv) await this.pv.channel.close().catch(() => undefined);
   }
 
   // ---------------------------------------------------------------------------------------------
