@@ -32,7 +32,7 @@ const FIELDS: SettingField[] = [
   { key: 'vehicle.v2gEnabled', label: 'V2G', help: 'let the aggregator use the car (off cancels a running dispatch)', kind: 'boolean' },
   { key: 'vehicle.maxDischargeW', label: 'Max discharge power', help: 'W; empty = the inverter rating', kind: 'power', nullable: true, min: 0, max: 1_000_000, step: 100 },
   { key: 'vehicle.maxChargeW', label: 'Max charge power', help: 'W; empty = no cap of yours', kind: 'power', nullable: true, min: 0, max: 1_000_000, step: 100 },
-  { key: 'vehicle.chargeStrategy', label: 'Charge mode', help: 'when the car is charged for departure', kind: 'choice', choices: [
+  { key: 'vehicle.chargeStrategy', label: 'Departure charging', help: 'when the car is charged for the departure target', kind: 'choice', choices: [
     { value: 'departure', label: 'just in time for departure' }, { value: 'immediate', label: 'at once, to the target' }] },
   { key: 'backup.enabled', label: 'House backup', help: 'island and serve the house from the car in a power cut', kind: 'boolean' },
   { key: 'backup.targetHours', label: 'Backup target', help: 'hours the backup should last; loads are shed to reach it', kind: 'hours', min: 0, max: 168, step: 1 },
@@ -42,14 +42,22 @@ const FIELDS: SettingField[] = [
 function solarModeField(): SettingField | undefined {
   if (getKey(defaultConfigJson(), 'charge.mode') === undefined) return undefined;
   let choices: string[] = [];
+  let description = '';
   try {
-    const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as { properties?: { charge?: { properties?: { mode?: { enum?: unknown[] } } } } };
-    choices = (schema.properties?.charge?.properties?.mode?.enum ?? []).filter((v): v is string => typeof v === 'string');
+    const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as { properties?: { charge?: { properties?: { mode?: { enum?: unknown[]; description?: unknown } } } } };
+    const mode = schema.properties?.charge?.properties?.mode;
+    choices = (mode?.enum ?? []).filter((v): v is string => typeof v === 'string');
+    description = typeof mode?.description === 'string' ? mode.description : '';
   } catch {
     return undefined;
   }
   if (!choices.length) return undefined;
-  return { key: 'charge.mode', label: 'Solar mode', help: 'how the car follows the solar surplus', kind: 'choice', choices: choices.map((c) => ({ value: c, label: c })) };
+  // the schema describes each mode as "value: what it does; value: …": the words shown beside each choice
+  const words = new Map(description.split('; ').map((part) => [part.slice(0, part.indexOf(':')), part.slice(part.indexOf(':') + 1).trim()]));
+  return {
+    key: 'charge.mode', label: 'Solar mode', help: 'how the car follows the sun and the departure target', kind: 'choice',
+    choices: choices.map((c) => ({ value: c, label: words.get(c) ? `${c}: ${words.get(c)}` : c })),
+  };
 }
 
 let fields: SettingField[] | undefined;
