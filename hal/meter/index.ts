@@ -17,34 +17,13 @@ import type { ModbusLink } from '../inverter/sunspec/transport.ts';
 import type { ModbusBuses, ModbusChannel } from '../modbus/bus.ts';
 import { SunspecMeter, type SunspecDeviceOptions } from './sunspec/driver.ts';
 import { MqttMeter } from './mqtt.ts';
+import type { SiteMeterConfig } from '../../src/config/types.ts';
 
 export { SunspecMeter } from './sunspec/driver.ts';
 export { MqttMeter } from './mqtt.ts';
 
-/** The `siteMeter` config section (null = no meter). */
-export interface SiteMeterConfig {
-  driver: 'sunspec' | 'mqtt' | 'sim';
-  /** sunspec: the link, like `inverter.modbus`, plus `base` (SunSpec base register; absent/null = probe). */
-  modbus?: Record<string, unknown>;
-  /** sunspec/mqtt: the device counts export as positive W: flip it. */
-  invertSign?: boolean;
-  timeoutMs?: number;
-  retries?: number;
-  /** sunspec: a PV inverter (101–103) or PV meter: `{modbus: {...link, base}, invertSign}`. */
-  pv?: { modbus?: Record<string, unknown>; invertSign?: boolean } | null;
-  /** mqtt */
-  url?: string;
-  topic?: string;
-  path?: string | null;
-  maxAgeS?: number;
-  unit?: 'W' | 'kW';
-  pvTopic?: string | null;
-  pvPath?: string | null;
-  currentPaths?: string[] | null;
-  username?: string | null;
-  password?: string | null;
-  [k: string]: unknown;
-}
+/** The `siteMeter` config section (null = no meter); its keys are documented in docs/configuration.md. */
+export type { SiteMeterConfig };
 
 export const SITE_METER_DEFAULTS = { timeoutMs: 1000, retries: 1, maxAgeS: 10 };
 
