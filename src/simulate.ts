@@ -457,7 +457,7 @@ export async function runScenario(sc: Scenario, opts: { name?: string } = {}): P
   };
 
   // before the process (and its temporary store) exists: a bad inverter.can is refused with nothing to clean up
-  const can = sc.inverter?.can ? await startScenarioCan(site, clock, sc.inverter.can, { efficiency: sc.inverter.efficiency ?? 0.95, socMaxAgeS: config.control.socMaxAgeS }) : undefined;
+  const can = sc.inverter?.can ? await startScenarioCan(site, clock, sc.inverter.can, { efficiency: sc.inverter.efficiency ?? 0.95, socMaxAgeS: config.control.socMaxAgeS, base: config.inverter.can ?? {} }) : undefined;
   const proc = new SimulatedProcess(
     site,
     (ports, store, cfg) =>

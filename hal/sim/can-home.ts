@@ -58,9 +58,11 @@ export async function startScenarioCan(
   site: SimSite,
   clock: Clock,
   can: Record<string, unknown>,
-  o: { efficiency: number; socMaxAgeS: number },
+  o: { efficiency: number; socMaxAgeS: number; /** The config's own inverter.can (the built-in values), under the scenario's. */ base: Record<string, unknown> },
 ): Promise<{ home: SimCanHome; driverFor: (clock: Clock) => InverterPort; stop(): Promise<void> }> {
-  const cfg = parseCanConfig({ ...can, interface: 'sim' });
+  const basePack = (o.base.pack ?? {}) as Record<string, unknown>;
+  const pack = can.pack === undefined ? basePack : typeof can.pack === 'object' && can.pack !== null && !Array.isArray(can.pack) ? { ...basePack, ...can.pack } : can.pack;
+  const cfg = parseCanConfig({ ...o.base, ...can, pack, interface: 'sim' });
   const home = await startSimCanHome(site, clock, cfg, { efficiency: o.efficiency });
   return {
     home,

@@ -8,7 +8,8 @@ import { formatCandumpLine, parseCandumpLine, CandumpParseError } from '../../ha
 import type { CanChannel } from '../../hal/inverter/can/channel.ts';
 import { bytesHex, idHex } from '../../hal/inverter/can/channel.ts';
 import { decodeFrame } from '../../hal/inverter/can/codec.ts';
-import { CAN_DEFAULTS, parseCanConfig } from '../../hal/inverter/can/index.ts';
+import { parseCanConfig } from '../../hal/inverter/can/index.ts';
+import { defaultConfigJson, getKey } from '../config/load.ts';
 import { PROFILE_NAMES, resolveProfile, type CanProfile } from '../../hal/inverter/can/profiles.ts';
 import { SocketcanChannel } from '../../hal/inverter/can/socketcan-channel.ts';
 import { systemClock } from '../../hal/system-clock.ts';
@@ -49,7 +50,12 @@ export async function canCommand(args: string[], io: CliIo): Promise<number> {
   }
 }
 
-/** The profile: --profile, else the config's inverter.can (with its overrides), else the default. */
+/** The built-in `inverter.can` value of a key (config/default.json). */
+function builtIn(key: 'profile' | 'interface'): string {
+  return String(getKey(defaultConfigJson(), `inverter.can.${key}`));
+}
+
+/** The profile: --profile, else the config's inverter.can (with its overrides), else the built-in one. */
 function chooseProfile(values: Record<string, unknown>, io: CliIo): CanProfile {
   if (typeof values.profile === 'string') {
     try {
@@ -63,12 +69,12 @@ function chooseProfile(values: Record<string, unknown>, io: CliIo): CanProfile {
     try {
       return parseCanConfig(cli.config.inverter.can).profile;
     } catch (e) {
-      io.err(`wallbox: inverter.can in ${cli.path} cannot be used (${(e as Error).message}); decoding with ${CAN_DEFAULTS.profile}`);
+      io.err(`wallbox: inverter.can in ${cli.path} cannot be used (${(e as Error).message}); decoding with ${builtIn('profile')}`);
     }
   } else {
-    io.err(`wallbox: the config ${cli.path} cannot be used (${cli.problem?.problems.join('; ')}); decoding with ${CAN_DEFAULTS.profile} (--profile to choose)`);
+    io.err(`wallbox: the config ${cli.path} cannot be used (${cli.problem?.problems.join('; ')}); decoding with ${builtIn('profile')} (--profile to choose)`);
   }
-  return resolveProfile(CAN_DEFAULTS.profile);
+  return resolveProfile(builtIn('profile'));
 }
 
 async function decodeCommand(args: string[], io: CliIo): Promise<number> {
@@ -132,7 +138,7 @@ async function recordCommand(args: string[], io: CliIo): Promise<number> {
   if (!iface) {
     const cli = loadForCli(configPathFrom(values, io.env));
     const configured = (cli.config?.inverter.can as { interface?: string } | undefined)?.interface;
-    iface = configured ?? CAN_DEFAULTS.interface;
+    iface = configured ?? builtIn('interface');
   }
   if (iface === 'sim') {
     io.err('wallbox: inverter.can.interface is "sim": the simulated bus lives inside the daemon, there is nothing to record from outside (--interface can0 for a real one)');

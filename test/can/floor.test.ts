@@ -14,6 +14,7 @@ import { VirtualClock } from '../../hal/sim/virtual-clock.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { Runtime } from '../../src/runtime.ts';
 import type { DispatchResponse } from '../../src/control/types.ts';
+import { canSection } from './harness.ts';
 
 const T = Date.parse('2026-11-23T18:00:00Z');
 const FLOOR_PCT = 50;
@@ -22,7 +23,7 @@ test('a dispatch into the floor: the discharge limit follows the setpoint to 0 A
   const clock = new VirtualClock(T);
   const site = new SimSite({ clock, vehicle: { capacityWh: 20000, socPct: 53, maxChargeW: 11000, maxDischargeW: 11000 }, inverter: { ratedW: 11000, efficiency: 0.95, islandCapable: false }, houseLoadW: 500 });
   const config = loadConfig(null, { timezone: 'UTC', vehicle: { dischargeFloorPct: FLOOR_PCT, departureTime: null, v2gEnabled: true }, backup: { enabled: false }, uplink: { url: null } });
-  const cfg = parseCanConfig({ interface: 'sim', profile: 'pylontech-1.2', ratedW: 11000, pack: { maxChargeA: 250, maxDischargeA: 250 } });
+  const cfg = parseCanConfig(canSection({ interface: 'sim', profile: 'pylontech-1.2', ratedW: 11000, pack: { maxChargeA: 250, maxDischargeA: 250 } }));
   const home = await startSimCanHome(site, clock, cfg, { efficiency: 0.95 });
   const limits: { atMs: number; socPct: number; dis: number; cha: number; cvl: number }[] = [];
   home.bus.tap((f, from) => {

@@ -8,6 +8,13 @@ import type { CanFrame } from '../../hal/inverter/can/channel.ts';
 import { SimCar } from '../../hal/sim/car.ts';
 import { SimCanInverter, type SimCanInverterOptions } from '../../hal/sim/can-inverter.ts';
 import { VirtualClock } from '../../hal/sim/virtual-clock.ts';
+import { defaultConfigJson, getKey } from '../../src/config/load.ts';
+
+/** `inverter.can` as a config file giving `over` would have it: the built-in section (config/default.json) under it. */
+export function canSection(over: Record<string, unknown> = {}): Record<string, unknown> {
+  const base = getKey(defaultConfigJson(), 'inverter.can') as Record<string, unknown>;
+  return { ...base, ...over, pack: { ...(base.pack as object), ...((over.pack as object | undefined) ?? {}) } };
+}
 
 export const PACK: PackConfig = { voltageV: 51.2, chargeVoltageV: 55.2, dischargeVoltageV: 46.0, maxChargeA: 200, maxDischargeA: 200, sohPct: 98, temperatureC: 25, capacityAh: 1000 };
 

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { VirtualClock } from '../../hal/sim/virtual-clock.ts';
 import { ConfigError, loadConfig } from '../../src/config/load.ts';
 import { buildHardware } from '../../src/wiring.ts';
+import { canSection } from './harness.ts';
 
 const T = Date.parse('2026-11-23T18:00:00Z');
 const base = { timezone: 'UTC', uplink: { url: null }, vehicleLink: { driver: 'sim' }, gpio: { driver: 'sim' } };
@@ -69,7 +70,7 @@ describe('inverter.can without the schema (a scenario file): the same rules, eve
   it('unknown keys, wrong types and values are refused together', async () => {
     const { parseCanConfig } = await import('../../hal/inverter/can/index.ts');
     assert.throws(
-      () => parseCanConfig({ profile: 'pylontech-1.3', bitrate: 500000, currentSign: 2, alarmCodes: 'inverted', periodMs: 'fast', islandCapable: 'yes', pack: { voltageV: 51.2, cellCount: 16 } }),
+      () => parseCanConfig(canSection({ profile: 'pylontech-1.3', bitrate: 500000, currentSign: 2, alarmCodes: 'inverted', periodMs: 'fast', islandCapable: 'yes', pack: { voltageV: 51.2, cellCount: 16 } })),
       (e: Error) => {
         for (const re of [/inverter\.can\.bitrate: not a setting/, /inverter\.can\.pack\.cellCount: not a setting/, /inverter\.can\.currentSign: one of 1, -1, null, got 2/, /inverter\.can\.alarmCodes: one of "diybms", "swapped", null/, /inverter\.can\.periodMs: a number of ms or null/, /inverter\.can\.islandCapable: one of true, false/]) {
           assert.match(e.message, re);
@@ -77,7 +78,12 @@ describe('inverter.can without the schema (a scenario file): the same rules, eve
         return true;
       },
     );
-    const ok = parseCanConfig({ profile: 'sma', currentSign: -1, alarmCodes: 'swapped', periodMs: 200 });
+    assert.throws(() => parseCanConfig({ profile: 'sma', pack: {} }), (e: Error) => {
+      for (const key of ['interface', 'ratedW', 'keepaliveTimeoutS', 'followMode', 'pack.voltageV', 'pack.capacityAh']) assert.ok(e.message.includes(`inverter.can.${key}: missing`), key);
+      assert.doesNotMatch(e.message, /got undefined/);
+      return true;
+    });
+    const ok = parseCanConfig(canSection({ profile: 'sma', currentSign: -1, alarmCodes: 'swapped', periodMs: 200 }));
     assert.deepEqual([ok.profile.name, ok.profile.currentSign, ok.profile.alarmCodes, ok.profile.periodMs, ok.interface], ['sma', -1, { active: 2, ok: 1 }, 200, 'can0']);
   });
 });
