@@ -87,3 +87,39 @@ test('a meter that stops updating: the core falls back to the assumed house load
   assert.equal(site.inverter.setpointW, 9500);
   await rt.stop();
 });
+
+test('the real SunSpec meter stops answering: the runtime falls back to the assumed house load, and back', async () => {
+  const { createSimMeterDevice, startSimModbusGateway } = await import('../../hal/sim/meter-server.ts');
+  const { SunspecMeter } = await import('../../hal/meter/sunspec/driver.ts');
+  const { freePort } = await import('../helpers/broker.ts');
+  const { clock, site, config } = setup({ site: { fuseA: null, gridImportLimitW: 10000, assumedHouseLoadW: 3000, houseLoadMaxAgeS: 5 } });
+  site.setLoads({ houseLoadW: 500 });
+  const dev = createSimMeterDevice({ model: 213, unitId: 2, read: () => ({ gridPowerW: site.gridPowerW(), phaseCurrentsA: site.phaseCurrentsA(), importedWh: 1, exportedWh: 1 }) });
+  const port = await freePort();
+  const gw = await startSimModbusGateway({ port, devices: [dev] });
+  // the meter times I/O in real time and stamps readings with the runtime's (virtual) clock
+  const meter = new SunspecMeter({ link: { kind: 'tcp', host: '127.0.0.1', port, unitId: 2 }, base: null, invertSign: false, timeoutMs: 150, retries: 0, clock });
+  const rt = new Runtime({ ports: { ...site.ports(), siteMeter: meter }, config });
+  const until = async (what: string, ok: () => boolean) => {
+    for (let i = 0; i < 60 && !ok(); i++) {
+      clock.advance(1000);
+      await new Promise((r) => setTimeout(r, 40));
+      await rt.settled();
+    }
+    assert.ok(ok(), `${what}: setpoint ${site.inverter.setpointW} W, meter ${JSON.stringify(meter.state())}`);
+  };
+  try {
+    await rt.start();
+    // metered through the driver: house = grid − car = 500 W, so 10000 − 500
+    await until('metered', () => site.inverter.setpointW === 9500);
+    dev.faults.silent = true;
+    await until('fallback', () => site.inverter.setpointW === 7000);
+    assert.equal(meter.state().fault?.code, 'timeout');
+    dev.faults.silent = false;
+    await until('back', () => site.inverter.setpointW === 9500);
+  } finally {
+    await rt.stop();
+    await meter.close();
+    await gw.close();
+  }
+});
