@@ -16,7 +16,7 @@
  * Reports, never decides; nothing rejects after `open()`; every frame that cannot be decoded is counted and
  * ignored.
  */
-import type { Clock, InverterPort, InverterRatings, InverterReading, InverterState, PortFault, Unsubscribe } from '../../ports.ts';
+import type { Clock, InverterPort, InverterRatings, InverterReading, InverterState, Unsubscribe } from '../../ports.ts';
 import { CommandQueue } from '../command-queue.ts';
 import { commandWritten, DEFAULT_FOLLOWING, INITIAL_FOLLOWING, judgeFollowing, type FollowingSettings, type FollowingState } from '../command-following.ts';
 import { FaultSlots } from '../fault-slots.ts';
@@ -143,6 +143,7 @@ export class CanBmsInverter implements InverterPort {
     }
     this.opened = true;
     this.openedAtMs = this.o.clock.nowMs();
+    this.o.log?.(`${this.name}: on ${this.channel?.name}, sending ${describeFrames(this.o.profile)} every ${this.o.profile.periodMs} ms; waiting for the inverter's 0x${this.o.profile.keepaliveId.toString(16)}`);
     this.keepaliveAtMs = undefined;
     this.dc = undefined;
     // the first frame set carries the narrowest limits there are until the runtime commands otherwise
@@ -474,4 +475,3 @@ export function describeFrames(p: CanProfile): string {
   return p.frames.map((id) => `0x${id.toString(16).toUpperCase()} ${FRAME_LAYOUTS[id]?.name ?? '?'}`).join(', ');
 }
 
-export type { PortFault };
