@@ -100,6 +100,13 @@ export interface InverterReading {
   setpointW?: number;
   /** Storage SoC reported by the inverter (713 SoC / 802 SoC / 124 ChaState), %, when it has one. */
   storageSocPct?: number;
+  /**
+   * Where `acPowerW` comes from when the device does not measure it itself (the CAN BMS driver: the
+   * inverter's own DC frame, the vehicle link's counters, a DC meter), e.g. `inverter 0x305` or `car`.
+   * Its age is `atMs` (the measurement's own time), so the stale rule applies to it. Undefined = the
+   * inverter measured its AC power (SunSpec 701 W).
+   */
+  measurementSource?: string;
 }
 
 export interface InverterState {
@@ -332,6 +339,11 @@ export interface SiteMeterState {
  * The site meter: grid import/export (for the connection's import/export and fuse limits), house load
  * (backup planner), PV production (surplus charging). Read-only; `refresh()` polls devices that are polled
  * and is a no-op for pushed sources (MQTT). Every call is time-bounded and never rejects after `open()`.
+ *
+ * `open()` rejects only for a configuration that cannot work (a key that is wrong). A device or broker that
+ * does not answer at start is a fault in `state()`, tried again by the driver: the runtime takes a port that
+ * fails to open as a fault of the whole device, and a missing measurement must not stop the charger (the
+ * core assumes the house load instead).
  */
 export interface SiteMeterPort {
   readonly kind: 'site-meter';

@@ -208,6 +208,8 @@ describe('CAN BMS driver: the inverter side', () => {
       const s = r.driver.state();
       assert.equal(s.fault, undefined);
       assert.equal(r.driver.measurement!.source, 'inverter 0x305');
+      // the port says where its power figure comes from, and the figure's own time is its age
+      assert.equal(s.reading!.measurementSource, 'inverter 0x305');
       const lastKeepalive = framesWithId(r, 0x305, 'inverter').at(-1)!;
       assert.equal(s.reading!.atMs, lastKeepalive.atMs);
       // the sim's DC power as 0x305 carries it: 0.1 A steps at 51.2 V

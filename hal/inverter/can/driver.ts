@@ -433,6 +433,7 @@ export class CanBmsInverter implements InverterPort {
       state: acPowerW === 0 ? 'standby' : 'running',
       alarms: [],
       setpointW: this.sentCommandW,
+      measurementSource: m.source,
       // whether the inverter is on its AC bus is not in any frame: left unknown
     };
     this.judge(this.reading);
