@@ -74,8 +74,16 @@ export class MqttMeter implements SiteMeterPort {
     this.name = `MQTT site meter ${redact(o.url)}`;
   }
 
+  /**
+   * Connect and subscribe, waiting at most `connectTimeoutMs`. A broker that is not there (yet) or refuses
+   * the client does not make `open()` reject (see `SiteMeterPort`): the state carries a `disconnected`
+   * fault and the client keeps reconnecting every 2 s, subscribing again on each connect.
+   */
   async open(): Promise<void> {
     const timeoutMs = this.o.connectTimeoutMs ?? 5000;
+    const topics = [this.grid.source.topic, ...(this.pv ? [this.pv.source.topic] : [])];
+    const since = this.o.clock.nowMs();
+    this.connFault = { code: 'disconnected', message: `${this.name}: not connected to the broker yet`, sinceMs: since };
     const client = mqtt.connect(this.o.url, {
       protocolVersion: 4,
       clean: true,
@@ -90,39 +98,33 @@ export class MqttMeter implements SiteMeterPort {
     client.on('close', () => {
       if (!this.connFault) this.connFault = { code: 'disconnected', message: `${this.name}: connection to the broker lost`, sinceMs: this.o.clock.nowMs() };
     });
-    client.on('connect', () => {
-      this.connFault = undefined;
+    // errors show in the connection state; without a listener an error event would throw
+    client.on('error', (e) => {
+      this.o.log?.(`${this.name}: ${e.message}`);
+      if (this.connFault) this.connFault = { ...this.connFault, message: `${this.name}: ${e.message}` };
     });
-    // errors are reported through the connection state; without a listener an error event would throw
-    client.on('error', (e) => this.o.log?.(`${this.name}: ${e.message}`));
-    const topics = [this.grid.source.topic, ...(this.pv ? [this.pv.source.topic] : [])];
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no connection to the broker within ${timeoutMs} ms`)), timeoutMs);
-        const fail = (e: Error) => {
-          clearTimeout(t);
-          reject(e);
-        };
-        client.once('error', fail);
-        client.once('connect', () => {
-          client.removeListener('error', fail);
-          // subscriptions are renewed by the clean session on each reconnect
-          client.subscribe(topics, { qos: 0 }, (err, granted) => {
-            clearTimeout(t);
-            if (err) return reject(new Error(`cannot subscribe to ${topics.join(', ')}: ${err.message}`));
-            const refused = (granted ?? []).filter((g) => g.qos === 128);
-            if (refused.length) return reject(new Error(`the broker refused the subscription to ${refused.map((g) => g.topic).join(', ')}`));
-            resolve();
-          });
+    // a clean session: the subscriptions are made again on every connect
+    const subscribed = new Promise<void>((resolve) => {
+      client.on('connect', () => {
+        client.subscribe(topics, { qos: 0 }, (err, granted) => {
+          const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
+          if (err || refused.length) {
+            const why = err ? err.message : `the broker refused the subscription to ${refused.join(', ')}`;
+            this.connFault = { code: 'subscribe', message: `${this.name}: ${why}`, sinceMs: this.o.clock.nowMs() };
+            this.o.log?.(this.connFault.message);
+          } else {
+            this.connFault = undefined;
+          }
+          resolve();
         });
       });
-    } catch (e) {
-      this.client = undefined;
-      await new Promise<void>((r) => client.end(true, {}, () => r()));
-      throw new Error(`${this.name}: ${e instanceof Error ? e.message : String(e)}`);
+    });
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([subscribed, new Promise<void>((r) => (t = setTimeout(r, timeoutMs)))]).finally(() => clearTimeout(t));
+    if (this.connFault?.code === 'disconnected') {
+      this.connFault = { ...this.connFault, message: `${this.name}: no connection to the broker within ${timeoutMs} ms; retrying every 2 s` };
+      this.o.log?.(this.connFault.message);
     }
-    // a reconnect with a clean session needs its subscriptions again
-    client.on('connect', () => client.subscribe(topics, { qos: 0 }));
   }
 
   /** Pushed source: nothing to poll. The figures' age is judged in `state()`. */

@@ -143,11 +143,29 @@ describe('MQTT meter on a real broker', () => {
     await pub.publishAsync(topic, '', { qos: 1, retain: true });
   });
 
-  test('no broker: open() rejects naming the URL, within its bound', async () => {
+  test('no broker: open() resolves within its bound with a fault naming the URL, and connects when the broker comes', async () => {
     const port = await freePort();
-    const m = new MqttMeter({ url: `mqtt://127.0.0.1:${port}`, grid: { topic: 'x' }, maxAgeS: 10, clock: new VirtualClock(T0), connectTimeoutMs: 500 });
-    await assert.rejects(m.open(), new RegExp(`MQTT site meter mqtt://127\\.0\\.0\\.1:${port}: `));
-    await m.close();
+    const clock = new VirtualClock(T0);
+    const m = new MqttMeter({ url: `mqtt://127.0.0.1:${port}`, grid: { topic: 'late/meter' }, maxAgeS: 10, clock, connectTimeoutMs: 500 });
+    after(() => m.close());
+    await m.open();
+    const f = m.state().fault;
+    assert.equal(f?.code, 'disconnected');
+    assert.match(f!.message, new RegExp(`MQTT site meter mqtt://127\\.0\\.0\\.1:${port}: `));
+    assert.equal(m.state().gridPowerW, undefined);
+    // the broker appears on that port; the meter's 2 s reconnect finds it and subscribes
+    const late = await startBroker({ port });
+    after(() => late.stop());
+    const p = await mqtt.connectAsync(late.url, { protocolVersion: brokerProtocolVersion(), clientId: 'meter-test-late' });
+    after(() => p.endAsync());
+    for (let i = 0; i < 100 && m.state().fault?.code === 'disconnected'; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(m.state().fault?.code, 'no_data', 'connected, nothing received yet');
+    const before = m.messages;
+    for (let i = 0; i < 40 && m.messages === before; i++) {
+      await p.publishAsync('late/meter', '777');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(m.state().gridPowerW, 777);
   });
 });
 

@@ -78,7 +78,10 @@ describe('models and bases', () => {
     const dev = createSimMeterDevice({ model: 201, base: 1000, read: () => reading });
     const port = await serve([dev]);
     const probing = meter(port);
-    await assert.rejects(probing.open(), /no SunSpec 'SunS' marker found/);
+    // a meter that cannot be found is the port's fault, not a failed start: the charger runs on without it
+    await probing.open();
+    assert.match(probing.state().fault?.message ?? '', /no SunSpec 'SunS' marker found/);
+    assert.equal(probing.state().gridPowerW, undefined);
     const m = meter(port, { base: 1000 });
     await m.open();
     assert.equal(m.model, 201);
@@ -102,7 +105,29 @@ describe('models and bases', () => {
     const inv = createSimSunspecDevice({ inverter: new SimInverter({ ratedW: 11000, efficiency: 0.95 }, car, systemClock), car, clock: systemClock, deviceMap: { base: 40000, unitId: 2, models: [{ id: 1 }, { id: 701 }, { id: 702 }, { id: 704 }] } });
     closers.push(async () => inv.stop());
     const m = meter(await serve([inv]));
-    await assert.rejects(m.open(), /no grid meter model \(201, 202, 203, 204, 211, 212, 213, 214\).*device has 1, 701, 702, 704/);
+    await m.open();
+    assert.match(m.state().fault?.message ?? '', /no grid meter model \(201, 202, 203, 204, 211, 212, 213, 214\).*device has 1, 701, 702, 704/);
+    assert.equal(m.state().gridPowerW, undefined);
+  });
+
+  test('a meter that is not there at start: open() resolves with the fault, and a later refresh finds it', async () => {
+    const port = await freePort();
+    const m = meter(port);
+    await m.open();
+    assert.ok(m.state().fault, 'nothing listens: a fault');
+    assert.match(m.state().fault!.message, new RegExp(`127\\.0\\.0\\.1:${port}`), m.state().fault!.message);
+    assert.equal(m.state().gridPowerW, undefined);
+    await m.refresh();
+    assert.ok(m.state().fault, 'still nothing: still the fault');
+    const gw = await startSimModbusGateway({ port, devices: [createSimMeterDevice({ model: 203, read: () => reading })] });
+    closers.push(() => gw.close());
+    for (let i = 0; i < 50 && m.state().gridPowerW === undefined; i++) {
+      await m.refresh();
+      if (m.state().gridPowerW === undefined) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(m.state().gridPowerW, 2345, m.state().fault?.message);
+    assert.equal(m.state().fault, undefined);
+    assert.equal(m.model, 203);
   });
 });
 

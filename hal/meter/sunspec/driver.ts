@@ -108,25 +108,25 @@ export class SunspecMeter implements SiteMeterPort {
   }
 
   /**
-   * Connect and discover the grid meter (and the PV source). Rejects naming the device and the cause; a PV
-   * source that cannot be opened does not stop the grid meter (its fault is reported in `pvFault`).
+   * Connect and discover the grid meter (and the PV source), bounded. A device that does not answer (yet),
+   * or answers without a meter model, does not make `open()` reject: the meter is an optional measurement,
+   * and the core runs on the assumed house load meanwhile. The failure is the port's fault, named, and every
+   * `refresh()` tries again (connect with the transport's backoff, then discovery).
    */
   async open(): Promise<void> {
-    try {
-      await withinMs(this.openDevice(this.grid), 4 * this.callBoundMs, `open did not complete within ${4 * this.callBoundMs} ms`);
-    } catch (e) {
-      await this.grid.channel.close().catch(() => undefined);
-      throw new Error(`${this.grid.name}: ${errText(e)}`);
-    }
-    if (this.pv) {
+    const bound = 4 * this.callBoundMs;
+    for (const d of [this.grid, ...(this.pv ? [this.pv] : [])]) {
       try {
-        await withinMs(this.openDevice(this.pv), 4 * this.callBoundMs, `open did not complete within ${4 * this.callBoundMs} ms`);
+        await withinMs(this.openDevice(d), bound, `open did not complete within ${bound} ms`);
       } catch (e) {
-        this.pvFault = this.fault(this.pvFault, codeOf(e), `${this.pv.name}: ${errText(e)}`);
+        const f = this.fault(d === this.grid ? this.gridFault : this.pvFault, codeOf(e), `${d.name}: ${errText(e)}`);
+        if (d === this.grid) this.gridFault = f;
+        else this.pvFault = f;
       }
     }
     this.opened = true;
-    await this.refresh();
+    if (this.gridFault) this.publish(undefined, undefined);
+    else await this.refresh();
   }
 
   /** Poll; single-flight (a second call while one runs gets the same promise); bounded by `callBoundMs`. */
