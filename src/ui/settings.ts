@@ -34,39 +34,23 @@ const FIELDS: SettingField[] = [
   { key: 'vehicle.maxChargeW', label: 'Max charge power', help: 'W; empty = no cap of yours', kind: 'power', nullable: true, min: 0, max: 1_000_000, step: 100 },
   { key: 'vehicle.chargeStrategy', label: 'Departure charging', help: 'when the car is charged for the departure target', kind: 'choice', choices: [
     { value: 'departure', label: 'just in time for departure' }, { value: 'immediate', label: 'at once, to the target' }] },
+  // charge.mode (docs/solar.md): the words a homeowner chooses by, the config value beside them
+  { key: 'charge.mode', label: 'Charging', help: 'how the car is charged: from the sun, the grid, or both; the departure target always wins', kind: 'choice', choices: [
+    { value: 'target', label: 'just in time for my departure (and any sun that would be wasted)' },
+    { value: 'pv', label: 'from the sun only (the grid only if the departure target needs it)' },
+    { value: 'minpv', label: 'slowly from the grid, faster with the sun' },
+    { value: 'now', label: 'now, at full power, to the target' },
+    { value: 'off', label: 'off (backup reserve only)' }] },
   { key: 'backup.enabled', label: 'House backup', help: 'island and serve the house from the car in a power cut', kind: 'boolean' },
   { key: 'backup.targetHours', label: 'Backup target', help: 'hours the backup should last; loads are shed to reach it', kind: 'hours', min: 0, max: 168, step: 1 },
 ];
-
-/** A solar charge mode, when the config has one (`charge.mode`, an enum in the schema). */
-function solarModeField(): SettingField | undefined {
-  if (getKey(defaultConfigJson(), 'charge.mode') === undefined) return undefined;
-  let choices: string[] = [];
-  let description = '';
-  try {
-    const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as { properties?: { charge?: { properties?: { mode?: { enum?: unknown[]; description?: unknown } } } } };
-    const mode = schema.properties?.charge?.properties?.mode;
-    choices = (mode?.enum ?? []).filter((v): v is string => typeof v === 'string');
-    description = typeof mode?.description === 'string' ? mode.description : '';
-  } catch {
-    return undefined;
-  }
-  if (!choices.length) return undefined;
-  // the schema describes each mode as "value: what it does; value: …": the words shown beside each choice
-  const words = new Map(description.split('; ').map((part) => [part.slice(0, part.indexOf(':')), part.slice(part.indexOf(':') + 1).trim()]));
-  return {
-    key: 'charge.mode', label: 'Solar mode', help: 'how the car follows the sun and the departure target', kind: 'choice',
-    choices: choices.map((c) => ({ value: c, label: words.get(c) ? `${c}: ${words.get(c)}` : c })),
-  };
-}
 
 let fields: SettingField[] | undefined;
 /** The fields, in page order; only keys this build's config has. */
 export function settingFields(): SettingField[] {
   if (!fields) {
     const defaults = defaultConfigJson();
-    const solar = solarModeField();
-    fields = [...FIELDS, ...(solar ? [solar] : [])].filter((f) => getKey(defaults, f.key) !== undefined);
+    fields = FIELDS.filter((f) => getKey(defaults, f.key) !== undefined);
   }
   return fields;
 }
