@@ -49,7 +49,10 @@ export interface FlexPayload {
   maxDischargeW: number;
   maxChargeW: number;
   dischargeableWh: number;
+  /** Room the aggregator may fill from the grid before `until`, AC Wh: the battery's room less `pvForecastWh`. */
   chargeableWh: number;
+  /** PV the clear-sky forecast (`site.pvForecast`) expects the car to take before `until` (or in 24 h), AC Wh; 0 without one. */
+  pvForecastWh: number;
   until: string | null;
 }
 

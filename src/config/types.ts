@@ -74,6 +74,8 @@ export interface Config {
     chargerPhases?: number[];
     /** Nominal phase voltage for current/power conversions, V (default 230). */
     nominalVoltageV?: number;
+    /** A clear-sky PV forecast for `flex` (src/control/pv-forecast.ts); null/absent = none. */
+    pvForecast?: PvForecastConfig | null;
   };
   control: ControlConfig;
   inverter: { driver: 'sim' | 'sunspec' | 'can-bms'; timeoutMs: number; retries: number; reversionS: number; modbus?: Record<string, unknown>; can?: Record<string, unknown>; [k: string]: unknown };
@@ -93,6 +95,18 @@ export interface Config {
   homeassistant?: HomeAssistantConfig;
   /** How the car charges on its own: the mode and solar surplus charging (docs/solar.md). */
   charge?: ChargeConfig;
+}
+
+/** `site.pvForecast`: the PV installation a clear-sky forecast is made for (src/control/pv-forecast.ts). */
+export interface PvForecastConfig {
+  /** Installed peak power, Wp (a "6 kWp" roof: 6000). */
+  peakW: number;
+  /** Latitude, degrees north (south negative). */
+  latitudeDeg: number;
+  /** Longitude, degrees east (west negative). */
+  longitudeDeg: number;
+  /** AC out at a high sun per Wp installed (inverter, heat, soiling losses); default 0.85. */
+  performanceRatio?: number;
 }
 
 /** `charge.mode`: what the wallbox charges the car for on its own (src/control/surplus.ts). */

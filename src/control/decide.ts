@@ -16,7 +16,8 @@ import {
 import { issuesKey, issuesMessage, sanitizeSnapshot } from './sanitize.ts';
 import { assessGrid, inverterFresh, type GridView } from './grid-loss.ts';
 import { contactorMayBeOpen, interlock } from './interlock.ts';
-import { ownCharge, surplusOff } from './surplus.ts';
+import { CHARGE_DEFAULTS, ownCharge, surplusOff } from './surplus.ts';
+import { pvSurplusWh } from './pv-forecast.ts';
 import { calendarMs } from './time.ts';
 import { floorsWithOverrides, overrideChargeReason, overrideEvents, overridesInForce, overridesKey } from './overrides.ts';
 import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, ReasonCode, RestoredState, Snapshot } from './types.ts';
@@ -431,7 +432,16 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     dischargeableWh: canDispatch && soc !== undefined && carOffersDischarge(s, c) ? Math.max(0, Math.round(((soc - f.effectiveFloorPct) / 100) * cap * eff)) : 0,
     chargeableWh: canDispatch && soc !== undefined ? Math.max(0, Math.round((((maxSoc - soc) / 100) * cap) / eff)) : 0,
     untilMs: dep.atMs,
+    pvForecastWh: 0,
   };
+  if (c.site.pvForecast && flex.chargeableWh > 0) {
+    // the room the sun is expected to fill before `until` is not the aggregator's to fill from the grid;
+    // the floors never rest on a forecast (a cloudy day must not cost the departure target or the floor)
+    const houseW = b.houseLoadAvgW ?? c.site.assumedHouseLoadW;
+    const pvWh = Math.round(forecastCarPvWh(c, wallMs, dep.atMs, houseW, flex.maxChargeW));
+    flex.pvForecastWh = Math.min(flex.chargeableWh, pvWh);
+    flex.chargeableWh -= flex.pvForecastWh;
+  }
 
   // the same capacity assumption as the departure floor: unknown = large, so the warning errs early
   const atRisk = departureAtRisk(s, c, soc, dep.targetSocPct, dep.inS, nowMs, departureCapacityWh(s, c), eff);
@@ -495,6 +505,27 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
     departureAtRisk: atRisk,
     memory,
   };
+}
+
+/** How far ahead the PV forecast looks without a departure, ms: the next day's sun. */
+const PV_FORECAST_HORIZON_MS = 24 * 3_600_000;
+
+/**
+ * PV energy the car is expected to take from `wallMs` until the departure (or the next 24 h), AC Wh, as the
+ * charge mode uses the sun (surplus.ts): `pv` and `minpv` take the surplus over the house; `target` only
+ * what the export limit would curtail; `now` fills from the grid at once and `off` does not charge.
+ */
+function forecastCarPvWh(c: ControlSettings, wallMs: number, untilMs: number | undefined, houseW: number, carMaxW: number): number {
+  const fc = c.site.pvForecast;
+  const mode = c.charge?.mode ?? CHARGE_DEFAULTS.mode;
+  if (!fc || mode === 'now' || mode === 'off') return 0;
+  const to = untilMs !== undefined && untilMs > wallMs ? untilMs : wallMs + PV_FORECAST_HORIZON_MS;
+  if (mode === 'target') {
+    // only what the export limiter would throw away
+    if (c.site.gridExportLimitW === null) return 0;
+    return pvSurplusWh(wallMs, to, fc, houseW + c.site.gridExportLimitW, carMaxW);
+  }
+  return pvSurplusWh(wallMs, to, fc, houseW, carMaxW);
 }
 
 /** Discharge power the car can sustain, for `flex` (the floor bound per tick is not a rate). */

@@ -361,7 +361,13 @@ export interface Plan {
   /** Dispatches that reached a terminal status in this call (for settlement). */
   finished: DispatchRecord[];
   /** What the aggregator may ask for now (contract §1 `flex`). */
-  flex: { maxDischargeW: number; maxChargeW: number; dischargeableWh: number; chargeableWh: number; untilMs?: number };
+  flex: {
+    maxDischargeW: number; maxChargeW: number; dischargeableWh: number;
+    /** Room the aggregator may fill from the grid, AC Wh: the battery's room less `pvForecastWh`. */
+    chargeableWh: number; untilMs?: number;
+    /** PV the forecast (`site.pvForecast`) expects the car to take before `untilMs` (or within 24 h), AC Wh; 0 without one. */
+    pvForecastWh: number;
+  };
   departureAtMs?: number;
   departureAtRisk: boolean;
   memory: Memory;

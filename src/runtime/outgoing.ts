@@ -80,12 +80,13 @@ export function siteFigures(s: Snapshot, monoMs: number): NonNullable<StatePaylo
   };
 }
 
-export function flexPayload(p: Plan): { maxDischargeW: number; maxChargeW: number; dischargeableWh: number; chargeableWh: number; until: string | null } {
+export function flexPayload(p: Plan): { maxDischargeW: number; maxChargeW: number; dischargeableWh: number; chargeableWh: number; pvForecastWh: number; until: string | null } {
   return {
     maxDischargeW: p.flex.maxDischargeW,
     maxChargeW: p.flex.maxChargeW,
     dischargeableWh: p.flex.dischargeableWh,
     chargeableWh: p.flex.chargeableWh,
+    pvForecastWh: p.flex.pvForecastWh,
     until: p.flex.untilMs !== undefined ? isoUtc(p.flex.untilMs) : null,
   };
 }

@@ -137,7 +137,7 @@ export class Recorder {
       msgs.push({ topic: 'state', payload: statePayload(plan, s, this.assembler.totals, monoMs) as unknown as Record<string, unknown>, qos: 0, retain: false, class: 'state' });
     }
     const f = plan.flex;
-    const flexKey = `${round100(f.maxDischargeW)}|${round100(f.maxChargeW)}|${round100(f.dischargeableWh)}|${round100(f.chargeableWh)}|${f.untilMs}`;
+    const flexKey = `${round100(f.maxDischargeW)}|${round100(f.maxChargeW)}|${round100(f.dischargeableWh)}|${round100(f.chargeableWh)}|${round100(f.pvForecastWh)}|${f.untilMs}`;
     if (flexKey !== this.lastFlex && monoMs - this.lastFlexMs >= Math.min(config.uplink.stateIntervalS, 10) * 1000) {
       this.lastFlex = flexKey;
       this.lastFlexMs = monoMs;
