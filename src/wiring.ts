@@ -48,6 +48,7 @@ export function simulatedSite(c: Config, clock: Clock): SimSite {
     phases: c.site.phases,
     chargerPhases: c.site.chargerPhases,
     gridSenseDebounceMs: (c.gpio.gridSense as { debounceMs?: number } | undefined)?.debounceMs ?? 10,
+    pv: s.pv ? { ...s.pv, timeZone: c.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone } : undefined,
   });
 }
 
