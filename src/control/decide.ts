@@ -444,7 +444,9 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   }
 
   // the same capacity assumption as the departure floor: unknown = large, so the warning errs early
-  const atRisk = departureAtRisk(s, c, soc, dep.targetSocPct, dep.inS, nowMs, departureCapacityWh(s, c), eff);
+  // without a fresh inverter reading its charge power is unknown, not 0 W: the verdict waits for one
+  // (at every start the first decision runs before the first reading)
+  const atRisk = fresh ? departureAtRisk(s, c, soc, dep.targetSocPct, dep.inS, nowMs, departureCapacityWh(s, c), eff) : m.departureAtRisk;
   if (atRisk && !m.departureAtRisk) events.push({ kind: 'departure', severity: 'warning', message: `departure target ${dep.targetSocPct} % at risk` });
 
   const activeId = active && (active.status === 'active' || active.status === 'curtailed') ? active.id : undefined;
