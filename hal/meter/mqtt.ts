@@ -11,6 +11,7 @@
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Clock, PortFault, SiteMeterPort, SiteMeterState } from '../ports.ts';
 import { parsePath, readNumber } from './mqtt-payload.ts';
+import { redactUrl } from '../redact-url.ts';
 
 export interface MqttSource {
   topic: string;
@@ -71,7 +72,7 @@ export class MqttMeter implements SiteMeterPort {
     this.currentPaths = (o.currentPaths ?? []).map((p) => parsePath(p));
     if (this.currentPaths.length > 3) throw new Error('at most three phase current paths (L1, L2, L3)');
     if (this.currentPaths.length > 0 && this.grid.path.length === 0) throw new Error('phase current paths need a JSON payload: give the grid figure a path too');
-    this.name = `MQTT site meter ${redact(o.url)}`;
+    this.name = `MQTT site meter ${redactUrl(o.url)}`;
   }
 
   /**
@@ -203,13 +204,3 @@ export class MqttMeter implements SiteMeterPort {
   }
 }
 
-/** The URL without a password, for messages. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return url;
-  }
-}

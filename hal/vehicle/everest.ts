@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import type { Clock, PortFault, Unsubscribe, VehicleLinkPort, VehicleState } from '../ports.ts';
+import { redactUrl } from '../redact-url.ts';
 import {
   decodeEvInfo, decodeHardwareCapabilities, decodeLimits, decodeSessionInfo, parsePayload, PLUGGED_STATES, UNPLUGGED_STATES,
   type EvInfo, type EvseLimits, type FieldIssue, type HardwareCapabilities, type SessionInfo,
@@ -88,15 +89,6 @@ const TOPICS: Topic[] = ['ev_info', 'session_info', 'limits', 'hardware_capabili
 
 const WARN_INTERVAL_MS = 60_000;
 
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return url;
-  }
-}
 
 /** The `vehicleLink` config section, as far as this driver reads it (config/schema.json). */
 export interface EverestLinkConfig {

@@ -16,23 +16,12 @@ import { ConfigError, PROJECT_ROOT, loadConfig } from '../../src/config/load.ts'
 import { main } from '../../src/cli.ts';
 import { askStatus } from '../../src/status-socket.ts';
 import { freePort, startBroker } from '../helpers/broker.ts';
+import { waitFor as poll } from '../helpers/wait.ts';
+
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined> | T | undefined): Promise<T> => poll(what, fn, 200, 100);
 
 const CLI = join(PROJECT_ROOT, 'src/cli.ts');
 const ID = 'ha-daemon-1';
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 type Status = { floors: { dischargeFloorPct: number; overrideFloorPct?: number }; overrides: { kind: string }[]; homeassistant: { connected: boolean } | null };
 

@@ -18,18 +18,11 @@ import type { CoreEvent } from '../../src/control/types.ts';
 import { HomeAssistantLink } from '../../src/homeassistant/link.ts';
 import { listOverrides } from '../../src/homeowner/overrides.ts';
 import { startBroker, type TestBroker } from '../helpers/broker.ts';
+import { waitFor as poll } from '../helpers/wait.ts';
 
 const DEVICE = 'ha-test-1';
 
-async function waitFor<T>(what: string, fn: () => T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined> | T | undefined): Promise<T> => poll(what, fn, 500, 20);
 
 /** A client that keeps the last payload of every topic it sees (retained ones included). */
 async function watcher(url: string, topics: string[]): Promise<{ client: MqttClient; last: Map<string, string>; count: Map<string, number> }> {

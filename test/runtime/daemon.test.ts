@@ -20,21 +20,9 @@ import { startSimSunspecServer } from '../../hal/sim/sunspec-server.ts';
 import { systemClock } from '../../hal/system-clock.ts';
 import { brokerProtocolVersion, freePort, startBroker } from '../helpers/broker.ts';
 import { NO_MOUNT, tinyFs } from '../helpers/tmpfs.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const CLI = join(PROJECT_ROOT, 'src/cli.ts');
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, tries = 150, everyMs = 100): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch {
-      // not yet
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 interface Daemon {
   child: ChildProcess;

@@ -15,6 +15,9 @@ import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../src/config/load.ts';
 import { askStatus } from '../../src/status-socket.ts';
 import { freePort } from '../helpers/broker.ts';
+import { waitFor as poll } from '../helpers/wait.ts';
+
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined> | T | undefined, tries = 200, everyMs = 100): Promise<T> => poll(what, fn, tries, everyMs);
 
 const CLI = join(PROJECT_ROOT, 'src/cli.ts');
 const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts', 'ui');
@@ -23,20 +26,6 @@ const PASSWORD = 'plug it in 2026';
 function chromiumPath(): string | undefined {
   for (const p of [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(Boolean) as string[]) if (existsSync(p)) return p;
   return undefined;
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, tries = 200, everyMs = 100): Promise<T> {
-  let last: unknown;
-  for (let i = 0; i < tries; i++) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last: ${(last as Error).message})` : ''}`);
 }
 
 type Status = { socPct: number; floors: { dischargeFloorPct: number; effectiveFloorPct: number; backupFloorPct: number } };

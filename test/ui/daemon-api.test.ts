@@ -16,21 +16,9 @@ import { askStatus } from '../../src/status-socket.ts';
 import { hashPassword, passwordFilePath, writePasswordFile } from '../../src/ui/auth.ts';
 import { freePort } from '../helpers/broker.ts';
 import { http, JSON_HEADERS, login } from './helpers.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const CLI = join(PROJECT_ROOT, 'src/cli.ts');
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, tries = 150, everyMs = 100): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch {
-      // not yet
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** The first `status` event of the live stream. */
 function firstEvent(port: number, cookie: string): Promise<Record<string, unknown>> {

@@ -50,6 +50,43 @@ export interface CanChannel {
   close(): Promise<void>;
 }
 
+/**
+ * The listener bookkeeping every channel shares: `onFrame`/`onError` registration, and delivery that a
+ * throwing listener cannot break (the contract says listeners must not throw; one that does loses its
+ * frame or error, the others still get theirs).
+ */
+export abstract class ListenedCanChannel {
+  private readonly frameListeners = new Set<(f: CanFrame) => void>();
+  private readonly errorListeners = new Set<(e: CanChannelError) => void>();
+
+  onFrame(listener: (frame: CanFrame) => void): () => void {
+    this.frameListeners.add(listener);
+    return () => this.frameListeners.delete(listener);
+  }
+
+  onError(listener: (error: CanChannelError) => void): () => void {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+
+  protected emitFrame(frame: CanFrame): void {
+    for (const l of [...this.frameListeners]) safeCall(() => l(frame));
+  }
+
+  protected emitError(error: CanChannelError): void {
+    for (const l of [...this.errorListeners]) safeCall(() => l(error));
+  }
+}
+
+/** Run a listener; its exception is dropped (see ListenedCanChannel). */
+export function safeCall(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // a listener's exception must not stop the channel (see ListenedCanChannel)
+  }
+}
+
 /** Checks a frame's shape; the reason when it is not a classic CAN frame, undefined when it is. */
 export function frameProblem(f: CanFrame): string | undefined {
   const max = f.extended ? 0x1fffffff : 0x7ff;

@@ -11,7 +11,7 @@
  * endpoints are told `stopped` and receive nothing more, sends fail, and `open()` rejects until `up()`.
  */
 import type { Clock } from '../../ports.ts';
-import { frameProblem, type CanChannel, type CanChannelError, type CanFrame } from './channel.ts';
+import { frameProblem, ListenedCanChannel, safeCall, type CanChannel, type CanChannelError, type CanFrame } from './channel.ts';
 
 export class InMemoryCanBus {
   private readonly endpoints = new Set<MemoryEndpoint>();
@@ -85,15 +85,15 @@ export class InMemoryCanBus {
   }
 }
 
-class MemoryEndpoint implements CanChannel {
-  private readonly frameListeners = new Set<(f: CanFrame) => void>();
-  private readonly errorListeners = new Set<(e: CanChannelError) => void>();
+class MemoryEndpoint extends ListenedCanChannel implements CanChannel {
   private isOpen = false;
 
   constructor(
     private readonly bus: InMemoryCanBus,
     readonly node: string,
-  ) {}
+  ) {
+    super();
+  }
 
   get name(): string {
     return this.bus.name;
@@ -114,16 +114,6 @@ class MemoryEndpoint implements CanChannel {
     return true;
   }
 
-  onFrame(listener: (frame: CanFrame) => void): () => void {
-    this.frameListeners.add(listener);
-    return () => this.frameListeners.delete(listener);
-  }
-
-  onError(listener: (error: CanChannelError) => void): () => void {
-    this.errorListeners.add(listener);
-    return () => this.errorListeners.delete(listener);
-  }
-
   async close(): Promise<void> {
     this.isOpen = false;
     this.bus.detach(this);
@@ -131,26 +121,18 @@ class MemoryEndpoint implements CanChannel {
 
   /** @internal */
   deliver(frame: CanFrame): void {
-    for (const l of [...this.frameListeners]) safeCall(() => l(frame));
+    this.emitFrame(frame);
   }
 
   /** @internal */
   stopped(message: string): void {
     this.isOpen = false;
     this.bus.detach(this);
-    for (const l of [...this.errorListeners]) safeCall(() => l({ code: 'stopped', message }));
+    this.emitError({ code: 'stopped', message });
   }
 
   private fail(code: CanChannelError['code'], message: string): false {
-    for (const l of [...this.errorListeners]) safeCall(() => l({ code, message }));
+    this.emitError({ code, message });
     return false;
-  }
-}
-
-function safeCall(fn: () => void): void {
-  try {
-    fn();
-  } catch {
-    // a listener's exception must not stop the bus (the channel contract: listeners must not throw)
   }
 }

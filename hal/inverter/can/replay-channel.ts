@@ -6,7 +6,7 @@
  */
 import type { Clock } from '../../ports.ts';
 import type { LoggedFrame } from './candump.ts';
-import { frameProblem, type CanChannel, type CanChannelError, type CanFrame } from './channel.ts';
+import { frameProblem, ListenedCanChannel, type CanChannel, type CanChannelError, type CanFrame } from './channel.ts';
 
 export interface ReplayOptions {
   clock: Clock;
@@ -16,9 +16,8 @@ export interface ReplayOptions {
   startAtMs?: number;
 }
 
-export class ReplayChannel implements CanChannel {
+export class ReplayChannel extends ListenedCanChannel implements CanChannel {
   readonly name: string;
-  private readonly frameListeners = new Set<(f: CanFrame) => void>();
   private readonly timers: unknown[] = [];
   /** Frames the driver sent into the replay. */
   sentCount = 0;
@@ -27,6 +26,7 @@ export class ReplayChannel implements CanChannel {
     private readonly log: readonly LoggedFrame[],
     private readonly o: ReplayOptions,
   ) {
+    super();
     this.name = log[0]?.iface ?? 'replay';
   }
 
@@ -49,27 +49,12 @@ export class ReplayChannel implements CanChannel {
     return true;
   }
 
-  onFrame(listener: (frame: CanFrame) => void): () => void {
-    this.frameListeners.add(listener);
-    return () => this.frameListeners.delete(listener);
-  }
-
-  onError(_listener: (error: CanChannelError) => void): () => void {
-    return () => undefined;
-  }
-
   async close(): Promise<void> {
     for (const t of this.timers) this.o.clock.clearTimer(t);
     this.timers.length = 0;
   }
 
   private deliver(f: CanFrame): void {
-    for (const l of [...this.frameListeners]) {
-      try {
-        l(f);
-      } catch {
-        // listeners must not throw
-      }
-    }
+    this.emitFrame(f);
   }
 }

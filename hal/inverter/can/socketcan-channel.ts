@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Clock } from '../../ports.ts';
-import { frameProblem, type CanChannel, type CanChannelError, type CanFrame } from './channel.ts';
+import { frameProblem, ListenedCanChannel, type CanChannel, type CanChannelError, type CanFrame } from './channel.ts';
 
 /** ARPHRD_CAN (linux/if_arp.h): /sys/class/net/<if>/type of a CAN interface. */
 const ARPHRD_CAN = 280;
@@ -39,17 +39,17 @@ export interface SocketcanChannelOptions {
   createRawChannel?: CreateRawChannel;
 }
 
-export class SocketcanChannel implements CanChannel {
+export class SocketcanChannel extends ListenedCanChannel implements CanChannel {
   private raw?: RawChannel;
-  private readonly frameListeners = new Set<(f: CanFrame) => void>();
-  private readonly errorListeners = new Set<(e: CanChannelError) => void>();
   /** CAN error frames the controller reported (bus errors); counted, not passed on. */
   errorFrames = 0;
 
   constructor(
     readonly name: string,
     private readonly o: SocketcanChannelOptions,
-  ) {}
+  ) {
+    super();
+  }
 
   async open(): Promise<void> {
     if (this.raw) return;
@@ -91,16 +91,6 @@ export class SocketcanChannel implements CanChannel {
     return true;
   }
 
-  onFrame(listener: (frame: CanFrame) => void): () => void {
-    this.frameListeners.add(listener);
-    return () => this.frameListeners.delete(listener);
-  }
-
-  onError(listener: (error: CanChannelError) => void): () => void {
-    this.errorListeners.add(listener);
-    return () => this.errorListeners.delete(listener);
-  }
-
   async close(): Promise<void> {
     const raw = this.raw;
     this.raw = undefined;
@@ -118,28 +108,12 @@ export class SocketcanChannel implements CanChannel {
       return;
     }
     const frame: CanFrame = { id: msg.id, extended: msg.ext === true, rtr: msg.rtr === true, data: new Uint8Array(msg.data), atMs: this.o.clock.nowMs() };
-    for (const l of [...this.frameListeners]) {
-      try {
-        l(frame);
-      } catch {
-        // listeners must not throw; one that does loses its frame, the rest still get it
-      }
-    }
+    this.emitFrame(frame);
   }
 
   private fail(message: string): false {
     this.emitError({ code: 'send_failed', message });
     return false;
-  }
-
-  private emitError(e: CanChannelError): void {
-    for (const l of [...this.errorListeners]) {
-      try {
-        l(e);
-      } catch {
-        // see received()
-      }
-    }
   }
 }
 
