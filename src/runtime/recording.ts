@@ -115,7 +115,7 @@ export class Recorder {
     const totals = this.assembler.totals;
     if (store?.saveMeterState) {
       const open = plan.memory.dispatches.filter((r) => r.status === 'active' || r.status === 'curtailed' || r.status === 'accepted');
-      safelySync(() => store.saveMeterState!({ atMs: now, meter: this.assembler.meter, dispatches: open.map((r) => ({ id: r.id, exportedWh: r.exportedWh, importedWh: r.importedWh, carSideWh: r.carSideWh })) }), this.log);
+      safelySync(() => store.saveMeterState!({ atMs: now, meter: this.assembler.meter, dispatches: open.map((r) => ({ id: r.id, exportedWh: r.exportedWh, importedWh: r.importedWh, carSideWh: r.carSideWh })), totals: { ...totals } }), this.log);
     }
     if (store)
       safelySync(

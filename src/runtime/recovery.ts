@@ -38,6 +38,14 @@ export function recoverDispatches(ctx: RecoveryContext): DispatchRecord[] {
     sinceCheckpoint = t.delta;
     ctx.assembler.meter = t.state;
   }
+  // the energy counters of state `energy` (and Home Assistant's total_increasing sensors) carry on from the
+  // last checkpoint, plus what the inverter's own counters moved while the runtime was down
+  const kept = cp?.totals;
+  if (kept && [kept.importedWh, kept.exportedWh, kept.carSideWh].every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0)) {
+    ctx.assembler.totals.importedWh = kept.importedWh + sinceCheckpoint.importedWh;
+    ctx.assembler.totals.exportedWh = kept.exportedWh + sinceCheckpoint.exportedWh;
+    ctx.assembler.totals.carSideWh = kept.carSideWh + sinceCheckpoint.carSideWh;
+  }
   const restored: DispatchRecord[] = [];
   const msgs: OutboundMessage[] = [];
   for (const u of store.interruptedDispatches()) {

@@ -35,6 +35,8 @@ export interface MeterCheckpointLike {
   atMs: number;
   meter: unknown;
   dispatches: { id: string; exportedWh: number; importedWh: number; carSideWh: number }[];
+  /** The energy counters of state `energy`, Wh, so that they carry on after a restart. */
+  totals?: { importedWh: number; exportedWh: number; carSideWh: number };
 }
 
 /** What the runtime needs from the uplink (src/uplink implements it). */

@@ -102,6 +102,8 @@ export interface MeterCheckpoint<M = unknown> {
   atMs: number;
   meter: M;
   dispatches: DispatchEnergy[];
+  /** The device's energy counters since the store was made (state `energy`), Wh: carried across restarts. */
+  totals?: { importedWh: number; exportedWh: number; carSideWh: number };
 }
 
 /** A dispatch found without a ledger row at start-up. */
