@@ -84,7 +84,8 @@ export interface Config {
   uplink: { url: string | null; prefix: string; groups: string[]; stateIntervalS: number; [k: string]: unknown };
   storage: { path: string; [k: string]: unknown };
   /** The local web page (src/ui, docs/web.md); absent in configs built before it existed. */
-  ui?: { listen: string | null; publicRead: boolean; maxStreams: number };
+  /** The local web page (docs/web.md); `allowedHosts`: names besides the board's own it answers to. */
+  ui?: { listen: string | null; publicRead: boolean; maxStreams: number; allowedHosts?: string[] };
   reward: { ratePerKWh: number | null; currency: string; [k: string]: unknown };
   simulation: SimulationConfig;
   /** The site meter: grid power, phase currents, PV (docs/meter.md); null = none (the core assumes `site.assumedHouseLoadW`). */

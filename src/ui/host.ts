@@ -23,7 +23,7 @@ export class UiHost {
   }
 
   private async applyNow(config: Config): Promise<void> {
-    const ui = config.ui ?? { listen: null, publicRead: false, maxStreams: 8 };
+    const ui = config.ui ?? { listen: null, publicRead: false, maxStreams: 8, allowedHosts: [] };
     if (ui.listen === this.listening) {
       this.server?.reconfigure(ui);
       return;

@@ -78,6 +78,31 @@ export function cookie(req: IncomingMessage, name: string): string | undefined {
 }
 
 /**
+ * The host names this page answers to (DNS rebinding: a web page on another site whose name is made to
+ * resolve to the board would otherwise be "same origin" with this page and could read it). An address
+ * (IPv4, or IPv6 in brackets) is always answered: a rebinding attack needs a name. Names: `localhost`,
+ * the board's hostname and `<hostname>.local` (mDNS), the name in `ui.listen`, and `ui.allowedHosts`.
+ * The port is not compared: a proxy in front may use another.
+ */
+export function hostAllowed(hostHeader: string | undefined, names: ReadonlySet<string>): boolean {
+  // HTTP/1.0 clients may omit it; every browser sends it
+  if (hostHeader === undefined) return true;
+  const h = hostHeader.trim().toLowerCase();
+  if (/^\[[0-9a-f:.]+\](:\d+)?$/.test(h)) return true;
+  const name = h.replace(/:\d+$/, '');
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(name)) return true;
+  return names.has(name.replace(/\.$/, ''));
+}
+
+/** The names {@link hostAllowed} answers to, from the board's hostname, `ui.listen` and `ui.allowedHosts`. */
+export function allowedHostNames(hostname: string, listen: string | null, extra: readonly string[]): Set<string> {
+  const names = new Set(['localhost', hostname.toLowerCase(), `${hostname.toLowerCase()}.local`, ...extra.map((n) => n.toLowerCase())]);
+  const listenHost = listen?.replace(/:\d+$/, '').toLowerCase();
+  if (listenHost) names.add(listenHost);
+  return names;
+}
+
+/**
  * A write must come from the page itself: a browser names the page's origin in `Origin` (and
  * `Sec-Fetch-Site: same-origin`); a request naming another origin is refused whatever its cookie.
  * Clients that send neither (curl, scripts on the board) are not browsers and carry no ambient cookie.

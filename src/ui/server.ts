@@ -10,6 +10,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { hostname } from 'node:os';
 import type { Config } from '../config/types.ts';
 import type { DispatchRecord } from '../control/types.ts';
 import { clearOverride, listOverrides, OVERRIDE_KINDS, OverrideError, setOverride, zoneOf, type OverrideKind, type OverrideRequest } from '../homeowner/overrides.ts';
@@ -17,7 +18,7 @@ import { ConfigError } from '../config/load.ts';
 import { loadAssets, type Asset } from './assets.ts';
 import { Auth, passwordFilePath } from './auth.ts';
 import { plainFaults } from './faults.ts';
-import { cookie, HttpError, readJsonObject, RequestBudget, sameOrigin, send, sendJson, securityHeaders } from './http.ts';
+import { allowedHostNames, cookie, hostAllowed, HttpError, readJsonObject, RequestBudget, sameOrigin, send, sendJson, securityHeaders } from './http.ts';
 import { RANGES, SEVERITIES, UiQueries, type RangeName, type Severity } from './queries.ts';
 import { applySettings, settingFields, settingValues, UnknownSettingError } from './settings.ts';
 
@@ -60,6 +61,9 @@ interface Stream {
   token: string | undefined;
 }
 
+/** `config.ui` as the server takes it. */
+export type UiSettings = Pick<NonNullable<Config['ui']>, 'publicRead' | 'maxStreams' | 'allowedHosts'> & { listen?: string | null };
+
 const round1 = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? Math.round(v * 10) / 10 : v);
 
 /** A page server on one address. {@link UiHost} starts, moves and stops it as `ui` changes. */
@@ -76,9 +80,11 @@ export class UiServer {
   private lastPushMs = 0;
   private pushing = false;
   private closed = false;
+  private hostNames: Set<string>;
 
-  constructor(private readonly deps: UiDeps, private settings: { publicRead: boolean; maxStreams: number }) {
+  constructor(private readonly deps: UiDeps, private settings: UiSettings) {
     const cfg = deps.config();
+    this.hostNames = allowedHostNames(hostname(), settings.listen ?? null, settings.allowedHosts ?? []);
     this.auth = new Auth({ passwordPath: passwordFilePath(cfg.storage.path), nowMs: () => deps.clock.nowMs() });
     this.assets = loadAssets(deps.assetsDir);
     // a page load is about ten requests; a person never comes near 100 at once or 20 a second for long
@@ -103,8 +109,9 @@ export class UiServer {
     });
   }
 
-  reconfigure(settings: { publicRead: boolean; maxStreams: number }): void {
+  reconfigure(settings: UiSettings): void {
     this.settings = settings;
+    this.hostNames = allowedHostNames(hostname(), settings.listen ?? null, settings.allowedHosts ?? []);
     // streams opened under public reading end when it is switched off (they reconnect and need a login)
     if (!settings.publicRead) for (const s of [...this.streams]) if (!this.auth.check(s.token)) this.endStream(s);
     while (this.streams.size > settings.maxStreams) this.endStream(this.streams.values().next().value as Stream);
@@ -164,6 +171,10 @@ export class UiServer {
     if (!this.budget.take(this.address(req))) {
       req.resume();
       return sendJson(res, 429, { error: 'too many requests: slow down' }, { 'Retry-After': 1 });
+    }
+    if (!hostAllowed(req.headers.host, this.hostNames)) {
+      req.resume();
+      return sendJson(res, 421, { error: `this page does not answer to the name ${String(req.headers.host).slice(0, 100)}: open it by the board's address or name, or add the name to ui.allowedHosts` });
     }
     let path: string;
     let query: URLSearchParams;

@@ -28,7 +28,7 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(opts: { publicRead?: boolean; maxStreams?: number; password?: boolean; status?: Record<string, unknown> } = {}): Promise<Harness> {
+export async function startHarness(opts: { publicRead?: boolean; maxStreams?: number; password?: boolean; status?: Record<string, unknown>; allowedHosts?: string[] } = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'wallbox-ui-'));
   const cfgPath = join(dir, 'local.json');
   writeFileSync(cfgPath, JSON.stringify({ deviceId: 'ui-test', storage: { path: join(dir, 'wallbox.db') }, uplink: { url: null }, inverter: { modbus: { host: '127.0.0.1' } }, vehicle: { dischargeFloorPct: 40 } }, null, 2) + '\n');
@@ -55,7 +55,7 @@ export async function startHarness(opts: { publicRead?: boolean; maxStreams?: nu
       },
       log: () => {},
     },
-    { publicRead: opts.publicRead ?? false, maxStreams: opts.maxStreams ?? 8 },
+    { publicRead: opts.publicRead ?? false, maxStreams: opts.maxStreams ?? 8, allowedHosts: opts.allowedHosts },
   );
   const { port } = await server.listen('127.0.0.1:0');
   return {

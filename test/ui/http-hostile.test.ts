@@ -1,7 +1,8 @@
 /**
  * The page's server against hostile HTTP: oversized bodies (413), wrong content types (415), path
  * traversal in asset URLs, unknown keys (400 naming the key), cross-site writes, writes without a login,
- * guessed passwords, too many live streams, malformed requests, and 1,000 requests in a second: each
+ * guessed passwords, too many live streams, malformed requests, a name the page does not answer to (DNS
+ * rebinding), and 1,000 requests in a second: each
  * answered, bounded, and the server still serving afterwards.
  */
 import { after, before, describe, test } from 'node:test';
@@ -10,7 +11,8 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { Agent, request } from 'node:http';
 import { FREE_FAILURES } from '../../src/ui/auth.ts';
-import { MAX_BODY_BYTES } from '../../src/ui/http.ts';
+import { allowedHostNames, hostAllowed, MAX_BODY_BYTES } from '../../src/ui/http.ts';
+import { hostname } from 'node:os';
 import { MAX_CONNECTIONS } from '../../src/ui/server.ts';
 import { http, JSON_HEADERS, login, startHarness, type Harness } from './helpers.ts';
 
@@ -229,5 +231,32 @@ describe('web page: hostile HTTP', () => {
     for (const s of sockets) s.destroy();
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal((await http(h.port, 'GET', '/api/session')).status, 200);
+  });
+});
+
+describe('web page: the names it answers to (DNS rebinding)', () => {
+  test('a public page read through a name of another site is refused with 421; its addresses, localhost, the board\'s names and ui.allowedHosts are served', async (t) => {
+    const h = await startHarness({ publicRead: true, allowedHosts: ['wallbox.home.arpa'] });
+    t.after(() => h.close());
+    const get = (host: string) => http(h.port, 'GET', '/api/status', { headers: { Host: host } });
+    // a page on attacker.example whose DNS now points at the board: same origin to the browser
+    const rebound = await get(`attacker.example:${h.port}`);
+    assert.equal(rebound.status, 421);
+    assert.match(rebound.body, /does not answer to the name attacker\.example/);
+    assert.match(rebound.body, /ui\.allowedHosts/);
+    assert.equal((await get(`evil.localhost.attacker.example`)).status, 421);
+    for (const ok of [`127.0.0.1:${h.port}`, '192.168.1.50', '[::1]:8080', `localhost:${h.port}`, 'LOCALHOST', hostname(), `${hostname()}.local`, 'wallbox.home.arpa:80', 'wallbox.home.arpa.']) {
+      assert.equal((await get(ok)).status, 200, ok);
+    }
+    // the page itself (assets), not only the API
+    assert.equal((await http(h.port, 'GET', '/', { headers: { Host: 'attacker.example' } })).status, 421);
+  });
+
+  test('hostAllowed alone: names, ports, brackets, no Host', () => {
+    const names = allowedHostNames('wallbox-7', '192.168.1.50:8080', ['garage.lan']);
+    assert.ok(hostAllowed(undefined, names), 'HTTP/1.0 without Host');
+    for (const h of ['wallbox-7', 'WALLBOX-7.local:8080', 'garage.lan', '10.0.0.1', '[fe80::1]:80', 'localhost']) assert.ok(hostAllowed(h, names), h);
+    for (const h of ['garage.lan.attacker.example', 'wallbox-7.attacker.example', '1.2.3.4.nip.io', '[::1].evil', '']) assert.ok(!hostAllowed(h, names), h);
+    assert.ok(allowedHostNames('pi', 'wallbox.lan:8080', []).has('wallbox.lan'), 'the name in ui.listen');
   });
 });
