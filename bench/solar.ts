@@ -1,6 +1,7 @@
 /**
  * Solar surplus and plot figures: decide() per call with surplus charging following a moving PV figure
- * (charge.mode pv) against the default mode, and the plot of each 24 h scenario (render time, SVG size).
+ * (charge.mode pv) against the default mode, the same with a clear-sky PV forecast for flex (site.pvForecast:
+ * up to 96 quarter hours of sun position a call), and the plot of each 24 h scenario (render time, SVG size).
  */
 import { decide, initialMemory } from '../src/control/decide.ts';
 import type { Memory, Snapshot } from '../src/control/types.ts';
@@ -12,8 +13,9 @@ import { loadScenarioFile, runScenario } from '../src/simulate.ts';
 import { plotContext, plotSvg } from '../src/plot.ts';
 import { fmt, rssMiB, runIfMain, summarize } from './stats.ts';
 
-function decideCost(mode: 'pv' | 'target'): ReturnType<typeof summarize> & { lastSetpointW: number } {
-  const c = controlSettings(loadConfig(null, { timezone: 'Europe/Berlin', charge: { mode } }));
+function decideCost(mode: 'pv' | 'target', forecast = false): ReturnType<typeof summarize> & { lastSetpointW: number } {
+  const site = forecast ? { pvForecast: { peakW: 6000, latitudeDeg: 52.5, longitudeDeg: 13.4 } } : {};
+  const c = controlSettings(loadConfig(null, { timezone: 'Europe/Berlin', charge: { mode }, site, vehicle: { v2gEnabled: forecast } }));
   const t0 = Date.parse('2026-06-15T10:00:00Z');
   let mem: Memory = initialMemory(t0);
   let carW = 0;
@@ -43,6 +45,9 @@ export async function main(): Promise<void> {
     const s = decideCost(mode);
     console.log(`decide() charge.mode ${mode.padEnd(6)}  median ${fmt(s.median, 1)} µs  p99 ${fmt(s.p99, 1)} µs  (${s.n} calls, last setpoint ${s.lastSetpointW} W)`);
   }
+  // V2G on so that flex is computed (and with it the forecast, up to the next 07:30 departure)
+  const f = decideCost('pv', true);
+  console.log(`decide() charge.mode pv + PV forecast  median ${fmt(f.median, 1)} µs  p99 ${fmt(f.p99, 1)} µs  (${f.n} calls)`);
   for (const file of ['daily-cycle.json', 'outage-24h.json', 'outage-heavy-house.json']) {
     const sc = loadScenarioFile(join(PROJECT_ROOT, 'config/scenarios', file));
     const r = await runScenario(sc, { name: file });
