@@ -7,43 +7,24 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { VirtualClock } from '../../hal/sim/virtual-clock.ts';
 import { SimSite } from '../../hal/sim/site.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { openStore, type Store } from '../../src/store/index.ts';
 import { Runtime } from '../../src/runtime.ts';
 import { ProcessLife, drive, stepUntil } from './stand-ins.ts';
+import { storeFiles } from './store-files.ts';
 
 const T = Date.parse('2026-11-23T18:00:00Z');
 
 function setup(t: { after(fn: () => void): void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'wallbox-totals-'));
+  const files = storeFiles(t, 'totals');
   const clock = new VirtualClock(T);
   // a car below its 80 % target charges at once (strategy immediate): energy flows from the first tick
   const site = new SimSite({ clock, vehicle: { capacityWh: 60000, socPct: 40, maxChargeW: 11000, maxDischargeW: 11000 }, inverter: { ratedW: 11000, efficiency: 0.95 }, houseLoadW: 500 });
-  const config = loadConfig(null, { timezone: 'UTC', uplink: { url: null }, storage: { path: join(dir, 'w.db') }, vehicle: { departureTime: null, chargeStrategy: 'immediate' } });
-  const stores: Store[] = [];
-  const open = () => {
-    const s = openStore(join(dir, 'w.db'), { timezone: 'UTC' });
-    stores.push(s);
-    return s;
-  };
+  const config = loadConfig(null, { timezone: 'UTC', uplink: { url: null }, storage: { path: files.path }, vehicle: { departureTime: null, chargeStrategy: 'immediate' } });
   site.startPhysics(1000);
-  t.after(() => {
-    site.stopPhysics();
-    for (const s of stores) {
-      try {
-        s.close();
-      } catch {
-        // closed already, or its life was killed
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { clock, site, config, open };
+  t.after(() => site.stopPhysics());
+  return { clock, site, config, open: files.open };
 }
 
 test('energy totals after a clean restart: they carry on, and count what flowed while the runtime was down', async (t) => {

@@ -6,38 +6,25 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { VirtualClock } from '../../hal/sim/virtual-clock.ts';
 import { SimSite } from '../../hal/sim/site.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { openStore } from '../../src/store/index.ts';
 import { Runtime } from '../../src/runtime.ts';
 import type { DispatchResponse } from '../../src/control/types.ts';
 import { ProcessLife, drive, stepUntil } from './stand-ins.ts';
+import { storeFiles } from './store-files.ts';
 
 test('finished dispatches are not reloaded after a restart: a re-sent id of a finished dispatch runs again (retained message, re-send after kill -9)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'wallbox-finished-'));
+  const files = storeFiles(t, 'finished');
   const clock = new VirtualClock(Date.parse('2026-11-23T18:00:00Z'));
   const site = new SimSite({
     clock, vehicle: { capacityWh: 60000, socPct: 85, maxChargeW: 11000, maxDischargeW: 11000 },
     inverter: { ratedW: 11000, efficiency: 0.95 }, houseLoadW: 500,
   });
-  const config = loadConfig(null, { timezone: 'UTC', uplink: { url: null }, storage: { path: join(dir, 'w.db') }, vehicle: { departureTime: null } });
-  const stores = [openStore(join(dir, 'w.db'), { timezone: 'UTC' })];
+  const config = loadConfig(null, { timezone: 'UTC', uplink: { url: null }, storage: { path: files.path }, vehicle: { departureTime: null } });
+  const stores = [files.open()];
   site.startPhysics(1000);
-  t.after(() => {
-    site.stopPhysics();
-    for (const s of stores) {
-      try {
-        s.close();
-      } catch {
-        // already closed with its killed process
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
+  t.after(() => site.stopPhysics());
   const req = { id: 'retained-1', powerW: -5000, durationS: 20 };
   const submit = (rt: Runtime) => rt.submit({ kind: 'dispatch', request: req as never, body: JSON.stringify(req), receivedMs: clock.nowMs(), source: 'device' });
 
@@ -53,7 +40,7 @@ test('finished dispatches are not reloaded after a restart: a re-sent id of a fi
 
   // the same message again after each of three starts: answered, never run
   for (let start = 0; start < 3; start++) {
-    const store = openStore(join(dir, 'w.db'), { timezone: 'UTC' });
+    const store = files.open();
     stores.push(store);
     const responses: DispatchResponse[] = [];
     const life2 = new ProcessLife(clock);

@@ -7,48 +7,30 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { VirtualClock } from '../../hal/sim/virtual-clock.ts';
 import { SimSite } from '../../hal/sim/site.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { openStore, type Store } from '../../src/store/index.ts';
+import type { Store } from '../../src/store/index.ts';
 import { Runtime } from '../../src/runtime.ts';
 import { isoUtc } from '../../src/contract.ts';
 import type { DispatchResponse } from '../../src/control/types.ts';
 import { ProcessLife, drive, stepUntil } from './stand-ins.ts';
+import { storeFiles } from './store-files.ts';
 
 const T = Date.parse('2026-11-23T18:00:00Z');
 const EFF = 0.95;
 const POWER_W = -7000;
 
 function setup(t: { after(fn: () => void): void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'wallbox-ledger-'));
+  const { dir, path, open } = storeFiles(t, 'ledger');
   const clock = new VirtualClock(T);
   const site = new SimSite({
     clock, vehicle: { capacityWh: 60000, socPct: 85, maxChargeW: 11000, maxDischargeW: 11000 },
     inverter: { ratedW: 11000, efficiency: EFF }, houseLoadW: 500,
   });
-  const config = loadConfig(null, { timezone: 'UTC', uplink: { url: null }, storage: { path: join(dir, 'w.db') }, vehicle: { departureTime: null } });
-  const stores: Store[] = [];
-  const open = () => {
-    const s = openStore(join(dir, 'w.db'), { timezone: 'UTC' });
-    stores.push(s);
-    return s;
-  };
+  const config = loadConfig(null, { timezone: 'UTC', uplink: { url: null }, storage: { path }, vehicle: { departureTime: null } });
   site.startPhysics(1000);
-  t.after(() => {
-    site.stopPhysics();
-    for (const s of stores) {
-      try {
-        s.close();
-      } catch {
-        // a store already closed (or whose life was killed) needs nothing more
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
+  t.after(() => site.stopPhysics());
   const submit = (rt: Runtime, req: Record<string, unknown>) =>
     rt.submit({ kind: 'dispatch', request: req as never, body: JSON.stringify(req), receivedMs: clock.nowMs(), source: 'device' });
   const ledgerMsgs = (s: Store) => s.outbox.pending(10_000).filter((m) => m.topic === 'ledger').map((m) => m.payload as Record<string, unknown>);
