@@ -15,11 +15,7 @@
  * Usage: tsx bench/meter.ts [--steps N] [--real-steps N] [--ticks N] [--json]
  */
 import { performance } from 'node:perf_hooks';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { VirtualClock } from '../hal/sim/virtual-clock.ts';
 import { SimSite } from '../hal/sim/site.ts';
 import { SimCar } from '../hal/sim/car.ts';
@@ -35,6 +31,7 @@ import { Runtime } from '../src/runtime.ts';
 import { freePort } from '../test/helpers/broker.ts';
 import { rtuBusMs } from './sunspec.ts';
 import { fmt, rssMiB, runIfMain, summarize } from './stats.ts';
+import { ptyPair, rtuSkipReason } from '../test/helpers/pty.ts';
 
 const V = 230;
 const FUSE_A = 25;
@@ -187,7 +184,7 @@ async function busTime(ticks: number): Promise<BusFigures> {
   const computedMs = {} as BusFigures['computedMs'];
   for (const baud of [9600, 19200] as const) computedMs[baud] = { inverter: rtuBusMs(invPer, baud).ms, meter: rtuBusMs(metPer, baud).ms, both: rtuBusMs(both, baud).ms };
   const f: BusFigures = { inverter: invPer, meter: metPer, computedMs };
-  const skip = ptySkip();
+  const skip = rtuSkipReason() || undefined;
   if (skip) f.measuredSkip = skip;
   else f.measured = { 9600: await ptyTicks(9600, ticks), 19200: await ptyTicks(19200, ticks) };
   return f;
@@ -195,22 +192,11 @@ async function busTime(ticks: number): Promise<BusFigures> {
 
 const require = createRequire(import.meta.url);
 
-function ptySkip(): string | undefined {
-  if (spawnSync('socat', ['-V'], { stdio: 'ignore' }).error) return 'socat is not installed';
-  try {
-    require('serialport');
-  } catch (e) {
-    return `serial port bindings unavailable: ${(e as Error).message}`;
-  }
-  return undefined;
-}
 
 /** Wall time per tick (inverter refresh + setpoint + meter poll) over one shared pty "line", ms. */
 async function ptyTicks(baud: number, ticks: number): Promise<{ median: number; p99: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-meter-'));
-  const a = join(dir, 'ttyA');
-  const b = join(dir, 'ttyB');
-  const socat = spawn('socat', [`pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], { stdio: 'ignore' });
+  const pty = ptyPair('bench-meter');
+  const { a, b } = pty;
   const car = new SimCar({ capacityWh: 60000, socPct: 60, maxChargeW: 11000, maxDischargeW: 11000 });
   const simInv = new SimInverter({ ratedW: 11000, efficiency: 0.95 }, car, systemClock);
   const invDev = createSimSunspecDevice({ inverter: simInv, car, clock: systemClock });
@@ -221,7 +207,7 @@ async function ptyTicks(baud: number, ticks: number): Promise<{ median: number; 
   const inverter = new SunspecInverter({ link: { ...rtu, unitId: 1 }, channel: buses.channel({ ...rtu, unitId: 1 }, { timeoutMs: 1000, retries: 0 }, 'inverter'), timeoutMs: 1000, retries: 0, reversionS: 60, efficiency: 0.95, clock: systemClock });
   const meter = new SunspecMeter({ link: { ...rtu, unitId: 2 }, channel: buses.channel({ ...rtu, unitId: 2 }, { timeoutMs: 1000, retries: 0 }, 'meter'), base: null, invertSign: false, timeoutMs: 1000, retries: 0, clock: systemClock });
   try {
-    for (let i = 0; i < 50 && !(existsSync(a) && existsSync(b)); i++) await new Promise((r) => setTimeout(r, 50));
+    await pty.ready();
     const { ServerSerial } = require('modbus-serial');
     await new Promise<void>((resolve, reject) => {
       server = new ServerSerial(unitRouter([invDev, meterDev]), { path: b, baudRate: baud, unitID: 255 });
@@ -246,8 +232,7 @@ async function ptyTicks(baud: number, ticks: number): Promise<{ median: number; 
     await inverter.close();
     if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
     invDev.stop();
-    socat.kill();
-    rmSync(dir, { recursive: true, force: true });
+    pty.stop();
   }
 }
 

@@ -6,11 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { systemClock } from '../../hal/system-clock.ts';
 import { SimCar } from '../../hal/sim/car.ts';
 import { SimInverter } from '../../hal/sim/inverter.ts';
@@ -19,25 +15,14 @@ import { createSimMeterDevice, unitRouter } from '../../hal/sim/meter-server.ts'
 import { ModbusBuses } from '../../hal/modbus/bus.ts';
 import { createSunspecInverter } from '../../hal/inverter/sunspec/index.ts';
 import { createSiteMeter } from '../../hal/meter/index.ts';
+import { ptyPair, rtuSkipReason } from '../helpers/pty.ts';
 
 const require = createRequire(import.meta.url);
 
-function whySkip(): string | false {
-  if (spawnSync('socat', ['-V'], { stdio: 'ignore' }).error) return 'socat is not installed (Debian package "socat"): no pseudo-terminal pair for the RTU line';
-  try {
-    require('serialport');
-    require('modbus-serial').ServerSerial.name;
-  } catch (e) {
-    return `serial port bindings unavailable: ${(e as Error).message}`;
-  }
-  return false;
-}
 
-test('inverter (unit 1) and meter (unit 2) share one serial port at 9600 8N1', { skip: whySkip() }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meter-rtu-'));
-  const a = join(dir, 'ttyA');
-  const b = join(dir, 'ttyB');
-  const socat = spawn('socat', [`pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], { stdio: 'ignore' });
+test('inverter (unit 1) and meter (unit 2) share one serial port at 9600 8N1', { skip: rtuSkipReason() }, async () => {
+  const pty = ptyPair('meter-rtu');
+  const { a, b } = pty;
   const car = new SimCar({ capacityWh: 60000, socPct: 70, maxChargeW: 11000, maxDischargeW: 11000 });
   const simInv = new SimInverter({ ratedW: 11000, efficiency: 0.95 }, car, systemClock);
   const invDev = createSimSunspecDevice({ inverter: simInv, car, clock: systemClock });
@@ -48,8 +33,7 @@ test('inverter (unit 1) and meter (unit 2) share one serial port at 9600 8N1', {
   const inverter = createSunspecInverter({ modbus: { ...link, unitId: 1 }, timeoutMs: 1000, retries: 0 }, systemClock, undefined, buses);
   const meter = createSiteMeter({ driver: 'sunspec', modbus: { ...link, unitId: 2 }, timeoutMs: 1000, retries: 0 }, { clock: systemClock, buses })!;
   try {
-    for (let i = 0; i < 50 && !(existsSync(a) && existsSync(b)); i++) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(existsSync(a) && existsSync(b), 'socat made the pty pair');
+    await pty.ready();
     const { ServerSerial } = require('modbus-serial');
     await new Promise<void>((resolve, reject) => {
       server = new ServerSerial(unitRouter([invDev, meterDev]), { path: b, baudRate: 9600, unitID: 255 });
@@ -73,7 +57,6 @@ test('inverter (unit 1) and meter (unit 2) share one serial port at 9600 8N1', {
     await inverter.close();
     if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
     invDev.stop();
-    socat.kill();
-    rmSync(dir, { recursive: true, force: true });
+    pty.stop();
   }
 });

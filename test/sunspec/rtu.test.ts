@@ -5,38 +5,23 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SimCar } from '../../hal/sim/car.ts';
 import { SimInverter } from '../../hal/sim/inverter.ts';
 import { VirtualClock } from '../../hal/sim/virtual-clock.ts';
 import { createSimSunspecDevice } from '../../hal/sim/sunspec-server.ts';
 import { SunspecInverter } from '../../hal/inverter/sunspec/driver.ts';
 import { GRID_ON } from './harness.ts';
+import { ptyPair, rtuSkipReason } from '../helpers/pty.ts';
 
 const require = createRequire(import.meta.url);
 
-function whySkip(): string | false {
-  if (spawnSync('socat', ['-V'], { stdio: 'ignore' }).error) return 'socat is not installed (Debian package "socat"): no pseudo-terminal pair for the RTU line';
-  try {
-    require('serialport');
-    require('modbus-serial').ServerSerial.name;
-  } catch (e) {
-    return `serial port bindings unavailable: ${(e as Error).message}`;
-  }
-  return false;
-}
 
-const skip = whySkip();
+const skip = rtuSkipReason();
 
 test('RTU over a pseudo-terminal pair at 19200 8E1: discovery, reads, setpoint write, then the line vanishing is a fault', { skip }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sunspec-rtu-'));
-  const a = join(dir, 'ttyA');
-  const b = join(dir, 'ttyB');
-  const socat = spawn('socat', [`pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], { stdio: 'ignore' });
+  const pty = ptyPair('sunspec-rtu');
+  const { a, b } = pty;
   const clock = new VirtualClock(Date.UTC(2026, 0, 15, 12));
   const car = new SimCar({ capacityWh: 60000, socPct: 70, maxChargeW: 11000, maxDischargeW: 11000 });
   const inverter = new SimInverter({ ratedW: 11000, efficiency: 0.95 }, car, clock);
@@ -53,8 +38,7 @@ test('RTU over a pseudo-terminal pair at 19200 8E1: discovery, reads, setpoint w
     backoffMaxMs: 0,
   });
   try {
-    for (let i = 0; i < 50 && !(existsSync(a) && existsSync(b)); i++) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(existsSync(a) && existsSync(b), 'socat made the pty pair');
+    await pty.ready();
     const { ServerSerial } = require('modbus-serial');
     await new Promise<void>((resolve, reject) => {
       server = new ServerSerial(device.vector, { path: b, baudRate: 19200, parity: 'even', unitID: 1 });
@@ -83,7 +67,6 @@ test('RTU over a pseudo-terminal pair at 19200 8E1: discovery, reads, setpoint w
     await driver.close();
     if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
     device.stop();
-    socat.kill();
-    rmSync(dir, { recursive: true, force: true });
+    pty.stop();
   }
 });
