@@ -47,6 +47,16 @@ function overridesLine(list: unknown): string {
   return list.map((o: Obj) => `${o.label} until ${o.untilLocal ?? o.until}`).join('; ');
 }
 
+/** The site meter's figures after the grid line: ", importing 1234 W, sun 3400 W"; nothing without a meter. */
+function siteLine(site: unknown): string {
+  const g = get(site as Obj, 'gridPowerW');
+  const pv = get(site as Obj, 'pvPowerW');
+  const parts: string[] = [];
+  if (typeof g === 'number') parts.push(g >= 0 ? `importing ${whole(g)} W` : `exporting ${whole(-g)} W`);
+  if (typeof pv === 'number') parts.push(`sun ${whole(pv)} W`);
+  return parts.length ? `, ${parts.join(', ')}` : '';
+}
+
 /** The running daemon's status, for people. `zone`: the configured time zone. */
 export function formatStatus(s: Obj, zone: string): string {
   const reasons = Array.isArray(s.reasons) ? (s.reasons as string[]) : [];
@@ -54,7 +64,7 @@ export function formatStatus(s: Obj, zone: string): string {
   const lines = [
     `device       ${s.deviceId ?? '?'} (${s.version ?? '?'})`,
     `mode         ${s.mode}${reasons.length ? ` (${reasons.join(', ')})` : ''}`,
-    `grid         ${s.grid}`,
+    `grid         ${s.grid}${siteLine(s.site)}`,
     `car          SoC ${num(s.socPct)} % from ${s.socSource}${s.socAgeS !== null && s.socAgeS !== undefined ? `, ${whole(s.socAgeS)} s old` : ''}`,
     `power        ${whole(s.powerW)} W (setpoint ${whole(s.setpointW)} W; + into the car)`,
     `floors       discharge ${num(get(s, 'floors.dischargeFloorPct'))} %, effective ${num(get(s, 'floors.effectiveFloorPct'))} %, backup ${num(get(s, 'floors.backupFloorPct'))} %${floors}`,
@@ -62,7 +72,7 @@ export function formatStatus(s: Obj, zone: string): string {
     `quick action ${overridesLine(s.overrides)}`,
     `dispatch     ${s.dispatchId ?? 'none'}`,
     `backup       ${get(s, 'backup.active') ? `${get(s, 'backup.phase')}${get(s, 'backup.outageStartMs') !== undefined ? ` since ${localTime(get(s, 'backup.outageStartMs'), zone)}` : ''}, ${num(get(s, 'backup.hoursLeft'))} h left, shed tiers ${JSON.stringify(get(s, 'backup.shedTiers') ?? [])}` : 'not active'}`,
-    `energy       imported ${whole(get(s, 'energy.importedWh'))} Wh, exported ${whole(get(s, 'energy.exportedWh'))} Wh since start`,
+    `energy       imported ${whole(get(s, 'energy.importedWh'))} Wh, exported ${whole(get(s, 'energy.exportedWh'))} Wh in all`,
   ];
   const faults = [...(Array.isArray(s.faults) ? s.faults : []), ...(Array.isArray(s.portFaults) ? s.portFaults : [])] as string[];
   if (faults.length) lines.push(`faults       ${localizeTimes([...new Set(faults)].join('; '), zone)}`);

@@ -121,6 +121,13 @@ function renderNow(s) {
   $('#mode').textContent = MODES[s.mode] ?? s.mode;
   $('#grid').textContent = s.grid === 'up' ? 'up' : 'DOWN';
   $('#grid').className = s.grid === 'up' ? '' : 'err';
+  // the site meter, where one is installed: what the house takes from the grid or gives to it, and the sun
+  const g = s.site?.gridPowerW;
+  $('#meter-row').hidden = typeof g !== 'number';
+  if (typeof g === 'number') $('#meter').textContent = g >= 0 ? `taking ${(g / 1000).toFixed(1)} kW from the grid` : `giving ${(-g / 1000).toFixed(1)} kW to the grid`;
+  const pv = s.site?.pvPowerW;
+  $('#sun-row').hidden = typeof pv !== 'number';
+  if (typeof pv === 'number') $('#sun').textContent = `${(pv / 1000).toFixed(1)} kW`;
   $('#v2g').textContent = s.v2gEnabled ? (s.overrides?.some((o) => o.kind === 'pauseV2g') ? 'paused' : 'on') : 'off';
   const b = s.backup;
   $('#backup-row').hidden = !b?.active;

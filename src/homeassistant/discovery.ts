@@ -64,6 +64,9 @@ export function discoveryPayload(config: Config, version: string): Record<string
 
   const cmps: Record<string, Component> = {
     power: sensor('Power', 'powerW', { device_class: 'power', state_class: 'measurement', unit_of_measurement: 'W' }),
+    // the site meter's figures (unknown without a meter): grid positive = import, as state.site has it
+    grid_power: sensor('Grid power', 'gridPowerW', { device_class: 'power', state_class: 'measurement', unit_of_measurement: 'W' }),
+    pv_power: sensor('PV power', 'pvPowerW', { device_class: 'power', state_class: 'measurement', unit_of_measurement: 'W' }),
     soc: sensor('State of charge', 'socPct', { device_class: 'battery', state_class: 'measurement', unit_of_measurement: '%' }),
     effective_floor: sensor('Effective floor', 'effectiveFloorPct', { state_class: 'measurement', unit_of_measurement: '%', icon: 'mdi:battery-lock' }),
     energy_imported: sensor('Energy into the car', 'importedKWh', { device_class: 'energy', state_class: 'total_increasing', unit_of_measurement: 'kWh', suggested_display_precision: 2 }),
@@ -141,6 +144,8 @@ export function statePayload(status: Obj, config: Config, wallMs: number, pauseL
   return {
     mode: status.mode ?? null,
     powerW: rounded(status.powerW, 0),
+    gridPowerW: rounded(get(status, 'site.gridPowerW'), 0),
+    pvPowerW: rounded(get(status, 'site.pvPowerW'), 0),
     socPct: rounded(status.socPct, 1),
     effectiveFloorPct: rounded(get(status, 'floors.effectiveFloorPct'), 1),
     importedKWh: rounded((get(status, 'energy.importedWh') as number) / 1000, 3),

@@ -19,7 +19,7 @@ import { decide, initialMemory } from '../control/decide.ts';
 import type { CoreEvent, DispatchCommand, Memory, Plan, Snapshot } from '../control/types.ts';
 import { isoUtc } from '../contract.ts';
 import { Actuator } from './actuation.ts';
-import { gridUp, round1 } from './outgoing.ts';
+import { gridUp, round1, siteFigures } from './outgoing.ts';
 import { BoundedCaller, within } from './port-calls.ts';
 import { Recorder } from './recording.ts';
 import { loadIsland, recoverDispatches, settleOnStop, startupFindings } from './recovery.ts';
@@ -557,6 +557,7 @@ export class Runtime {
       fault: p?.mode === 'fault' ? (p.memory.faultReason ?? null) : null,
       portFaults: [...this.openFaults(), ...this.caller.allFaults(), ...(s?.storage?.writable === false ? [`storage: ${s.storage.fault ?? 'cannot write'}`] : [])],
       energy: { importedWh: round1(totals.importedWh), exportedWh: round1(totals.exportedWh), carSideWh: round1(totals.carSideWh) },
+      site: s ? siteFigures(s, now) : null,
       ticks: this.ticks,
     };
   }

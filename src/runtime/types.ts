@@ -89,5 +89,7 @@ export interface RuntimeStatus {
   /** Faults the runtime found itself: ports that failed to open, calls that did not answer in time. */
   portFaults: string[];
   energy: { importedWh: number; exportedWh: number; carSideWh: number };
+  /** The site meter's grid and PV power as measured, with their ages (as state `site`); null before the first tick. */
+  site: { gridPowerW: number | null; gridAgeS: number | null; pvPowerW: number | null; pvAgeS: number | null } | null;
   ticks: number;
 }

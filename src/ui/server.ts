@@ -275,6 +275,7 @@ export class UiServer {
             exportedWh: round1(d.exportedWh), importedWh: round1(d.importedWh),
           }
         : null,
+      site: s.site ?? null,
       backup: s.backup, reasons: s.reasons, faults: plainFaults(s),
       overrides: listOverrides(cfg, wallMs),
       totals: s.totals, uplink: s.uplink ? { connected: (s.uplink as { connected?: unknown }).connected } : null,

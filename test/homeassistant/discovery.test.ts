@@ -65,6 +65,8 @@ async function world(t: { after: (fn: () => Promise<void> | void) => void }, ext
     mode: 'charge', grid: 'up', socPct: 69.98416, powerW: 7399.6, setpointW: 7400, vehicleConnected: true, faults: [],
     floors: { dischargeFloorPct: config.vehicle.dischargeFloorPct, effectiveFloorPct: config.vehicle.dischargeFloorPct, backupFloorPct: config.vehicle.backupFloorPct },
     backup: { active: false, phase: 'on-grid', shedTiers: [] }, energy: { importedWh: 12_345, exportedWh: 6_789, carSideWh: 0 },
+    // a site meter with grid power and no PV figure
+    site: { gridPowerW: -1850.4, gridAgeS: 1, pvPowerW: null, pvAgeS: null },
     totals: { month: { rewards: [{ amount: 4.56, currency: 'EUR' }] } }, overrides: listOverrides(config, Date.now()),
   });
   w.link = new HomeAssistantLink({
@@ -89,6 +91,8 @@ const DISCOVERY = `homeassistant/device/${DEVICE}/config`;
 /** What Home Assistant needs of each entity (HA docs: sensor device classes and state classes). */
 const EXPECTED: Record<string, Record<string, unknown>> = {
   power: { platform: 'sensor', device_class: 'power', unit_of_measurement: 'W', state_class: 'measurement' },
+  grid_power: { platform: 'sensor', device_class: 'power', unit_of_measurement: 'W', state_class: 'measurement' },
+  pv_power: { platform: 'sensor', device_class: 'power', unit_of_measurement: 'W', state_class: 'measurement' },
   soc: { platform: 'sensor', device_class: 'battery', unit_of_measurement: '%' },
   energy_imported: { platform: 'sensor', device_class: 'energy', unit_of_measurement: 'kWh', state_class: 'total_increasing' },
   energy_exported: { platform: 'sensor', device_class: 'energy', unit_of_measurement: 'kWh', state_class: 'total_increasing' },
@@ -144,6 +148,9 @@ describe('Home Assistant discovery', () => {
     // figures the test's status gave: 69.98 % → 70.0, 7399.6 W → 7400, 12,345 Wh → 12.345 kWh
     assert.equal(state.socPct, 70);
     assert.equal(state.powerW, 7400);
+    // the meter's figures: exporting 1850 W (grid − = export); no PV figure is unknown (null), never 0
+    assert.equal(state.gridPowerW, -1850);
+    assert.equal(state.pvPowerW, null);
     assert.equal(state.importedKWh, 12.345);
     assert.equal(state.exportedKWh, 6.789);
     assert.equal(state.monthEarnings, 4.56);

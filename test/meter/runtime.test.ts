@@ -63,6 +63,11 @@ test('a house-load step that would trip the fuse cuts the car within one tick', 
   // and the phases stay within the fuse once the car follows
   for (const a of site.phaseCurrentsA()) assert.ok(a <= FUSE_A + 0.01, `phase at ${a.toFixed(2)} A`);
   assert.equal(rt.status().setpointW <= allowedW + 1, true);
+  // status carries the meter's grid figure as the simulated site measures it (house + car − PV, import +)
+  const st = rt.status().site;
+  assert.ok(st && typeof st.gridPowerW === 'number', JSON.stringify(st));
+  assert.ok(Math.abs(st.gridPowerW! - site.gridPowerW()) <= Math.abs(site.gridPowerW()) * 0.02 + 50, `status ${st.gridPowerW} W, site ${site.gridPowerW()} W`);
+  assert.equal(st.gridAgeS !== null && st.gridAgeS <= 1, true);
   await rt.stop();
 });
 

@@ -28,7 +28,7 @@ function chromiumPath(): string | undefined {
   return undefined;
 }
 
-type Status = { socPct: number; floors: { dischargeFloorPct: number; effectiveFloorPct: number; backupFloorPct: number } };
+type Status = { socPct: number; floors: { dischargeFloorPct: number; effectiveFloorPct: number; backupFloorPct: number }; site: { gridPowerW: number | null } };
 
 const browser = chromiumPath();
 
@@ -43,6 +43,7 @@ describe('web page in Chromium', { skip: browser ? false : 'Chromium is not inst
       deviceId: 'browser-test', storage: { path: join(dir, 'wallbox.db'), sampleFlushS: 2 }, uplink: { url: null },
       vehicle: { dischargeFloorPct: 40, v2gEnabled: true },
       simulation: { serveInverter: true, servePort: invPort }, inverter: { driver: 'sunspec', modbus: { host: '127.0.0.1', port: invPort } }, vehicleLink: { driver: 'sim' }, gpio: { driver: 'sim' },
+      siteMeter: { driver: 'sim' },
       ui: { listen: `127.0.0.1:${uiPort}` },
     }, null, 2) + '\n');
     // the password as an installer sets it
@@ -98,6 +99,11 @@ describe('web page in Chromium', { skip: browser ? false : 'Chromium is not inst
       assert.equal(Number(await page.textContent('#floor-value')), s1.floors.effectiveFloorPct);
       assert.equal(s1.floors.dischargeFloorPct, 40);
       assert.ok(await page.isVisible('#gauge-floor'), 'the floor is drawn on the gauge');
+      // the site meter's grid figure, in words, with the direction the daemon's status gives
+      await page.waitForSelector('#meter-row:not([hidden])');
+      const meterText = (await page.textContent('#meter')) ?? '';
+      const gridW = (await status()).site.gridPowerW ?? NaN;
+      assert.match(meterText, gridW >= 0 ? /^taking \d+\.\d kW from the grid$/ : /^giving \d+\.\d kW to the grid$/, `${meterText} (daemon: ${gridW} W)`);
       await page.waitForSelector('#live.ok');
       await page.screenshot({ path: join(ARTIFACTS, '2-now.png'), fullPage: true });
 
