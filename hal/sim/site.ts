@@ -11,6 +11,7 @@ import { SimLine } from './lines.ts';
 import { BoundedLog } from './bounded-log.ts';
 import { SafetyMonitor } from './safety-monitor.ts';
 import { zoneOffsetMs } from '../../src/control/time.ts';
+import { pvForecastW } from '../../src/control/pv-forecast.ts';
 
 export type LoadProfile = number | [atS: number, powerW: number][];
 
@@ -50,6 +51,13 @@ export interface SimPvOptions {
   /** Local times "HH:MM" in `timeZone`; default "06:00" and "21:00" (a June day in central Europe). */
   sunrise?: string;
   sunset?: string;
+  /**
+   * Where the roof is, degrees north and east: with both given the day follows the sun's real position on
+   * the calendar date (src/control/pv-forecast.ts, the shape the forecast uses) and `sunrise`/`sunset` are
+   * not used, so a simulation run in December has a December day.
+   */
+  latitudeDeg?: number;
+  longitudeDeg?: number;
   /** IANA zone of sunrise/sunset; default UTC. */
   timeZone?: string;
   /**
@@ -145,7 +153,7 @@ export class SimSite {
   private stuck?: ContactorStuck;
   readonly totals: SiteTotals = { outageS: 0, outageServedS: 0, unservedWh: 0, essentialUnservedWh: 0, servedWh: 0 };
   readonly energy: SiteEnergy = { pvWh: 0, pvCurtailedWh: 0, pvToHouseWh: 0, pvToCarWh: 0, gridToCarWh: 0, carToHouseWh: 0, gridImportWh: 0, gridExportWh: 0 };
-  private readonly pv?: { peakW: number; ratio: number; riseMin: number; setMin: number; timeZone: string; exportLimitW?: number };
+  private readonly pv?: { peakW: number; ratio: number; riseMin: number; setMin: number; timeZone: string; exportLimitW?: number; latitudeDeg?: number; longitudeDeg?: number };
   private pvOffset?: { hour: number; offsetMs: number };
   /** Share of the clear sky that reaches the panels (clouds), 0..1; scenario event `pvFactor`. */
   pvFactor = 1;
@@ -175,7 +183,7 @@ export class SimSite {
     this.profile = o.houseLoadW;
     if (o.pv && o.pv.peakW > 0) {
       const minutes = (hhmm: string) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
-      this.pv = { peakW: o.pv.peakW, ratio: o.pv.performanceRatio ?? 0.85, riseMin: minutes(o.pv.sunrise ?? '06:00'), setMin: minutes(o.pv.sunset ?? '21:00'), timeZone: o.pv.timeZone ?? 'UTC', exportLimitW: o.pv.exportLimitW };
+      this.pv = { peakW: o.pv.peakW, ratio: o.pv.performanceRatio ?? 0.85, riseMin: minutes(o.pv.sunrise ?? '06:00'), setMin: minutes(o.pv.sunset ?? '21:00'), timeZone: o.pv.timeZone ?? 'UTC', exportLimitW: o.pv.exportLimitW, latitudeDeg: o.pv.latitudeDeg, longitudeDeg: o.pv.longitudeDeg };
     }
     this.pvProfile = o.pvW;
     this.phases = o.phases ?? 3;
@@ -305,6 +313,9 @@ export class SimSite {
   /** The clear-sky day (`SimPvOptions`) at this local time, W. */
   private clearSkyW(pv: NonNullable<SimSite['pv']>): number {
     const wall = this.clock.wallMs();
+    if (pv.latitudeDeg !== undefined && pv.longitudeDeg !== undefined) {
+      return pvForecastW(wall, { peakW: pv.peakW, performanceRatio: pv.ratio, latitudeDeg: pv.latitudeDeg, longitudeDeg: pv.longitudeDeg }) * this.pvFactor;
+    }
     const hour = Math.floor(wall / 3_600_000);
     // the zone's offset changes at most on the hour: looked up once an hour, not once a tick
     if (this.pvOffset?.hour !== hour) this.pvOffset = { hour, offsetMs: zoneOffsetMs(wall, pv.timeZone) };

@@ -182,7 +182,7 @@ export interface SimulationConfig {
   /** The served meter's SunSpec model: 201–204 (integer + SF) or 211–214 (float); default 203. */
   meterModel?: number;
   /** Rooftop PV on the simulated site (hal/sim/site.ts `SimPvOptions`; sunrise/sunset in `timezone`). */
-  pv?: { peakW: number; performanceRatio?: number; sunrise?: string; sunset?: string; exportLimitW?: number } | null;
+  pv?: { peakW: number; performanceRatio?: number; sunrise?: string; sunset?: string; latitudeDeg?: number; longitudeDeg?: number; exportLimitW?: number } | null;
 }
 
 /** The `siteMeter` section (hal/meter/index.ts reads it; docs/meter.md). */

@@ -66,3 +66,25 @@ describe('simulated PV', () => {
     assert.ok(Math.abs(s.energy.gridExportWh - 3000) < 1e-6);
   });
 });
+
+describe('simulated PV at a location: the sun of the calendar date', () => {
+  const RAD = Math.PI / 180;
+  const at = (utc: string) => {
+    const clock = new VirtualClock(Date.parse(utc));
+    return new SimSite({
+      clock, vehicle: { capacityWh: 60000, socPct: 50, maxChargeW: 11000, maxDischargeW: 11000 },
+      inverter: { ratedW: 11000, efficiency: 0.95 }, houseLoadW: 500, pv: { peakW: 6000, latitudeDeg: 48.14, longitudeDeg: 11.58 },
+    }).pvPowerW();
+  };
+  it('a December noon gives what the low sun allows, a June noon far more; nothing at night', () => {
+    // solar noon in Munich is about 11:14 UTC in June and 10:59 UTC in December; noon elevation 90° − |φ − δ|
+    const june = at('2026-06-21T11:14:00Z');
+    const dec = at('2026-12-21T10:59:00Z');
+    const wantJune = 6000 * 0.85 * Math.sin((90 - (48.14 - 23.44)) * RAD) ** 1.5;
+    const wantDec = 6000 * 0.85 * Math.sin((90 - (48.14 + 23.44)) * RAD) ** 1.5;
+    assert.ok(Math.abs(june - wantJune) < 0.02 * wantJune, `June ${june} W, geometry ${wantJune} W`);
+    assert.ok(Math.abs(dec - wantDec) < 0.03 * wantDec, `December ${dec} W, geometry ${wantDec} W`);
+    assert.equal(at('2026-12-21T17:00:00Z'), 0, 'a December evening is dark');
+    assert.ok(at('2026-06-21T17:00:00Z') > 0, 'a June evening is not');
+  });
+});
