@@ -1,10 +1,11 @@
 /**
  * The page's login: one password, set on the board with `wallbox ui password` and kept as a scrypt hash
- * (RFC 7914, node:crypto) in the data directory beside the database; sessions held in memory (a restart
- * logs everyone out); failed logins limited per client address and in total, so guessing is slow.
+ * (RFC 7914, node:crypto) in the data directory beside the database; sessions kept beside it by the
+ * SHA-256 of their token (never the token), so a restart of the daemon logs nobody out and the file gives
+ * nobody a session; failed logins limited per client address and in total, so guessing is slow.
  */
-import { chownSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
-import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { chownSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 
 /** scrypt cost: N = 2^14, r = 8 (16 MiB, about 0.1 s on a Raspberry Pi 4), RFC 7914's interactive figures. */
@@ -25,6 +26,11 @@ export interface PasswordRecord {
 /** The password file: beside the database (the data directory the service may write). */
 export function passwordFilePath(storagePath: string): string {
   return join(dirname(resolve(storagePath)), 'ui-password.json');
+}
+
+/** The sessions file, beside the password file: SHA-256 of each token, its expiry and its password's hash. */
+export function sessionsFilePath(storagePath: string): string {
+  return join(dirname(resolve(storagePath)), 'ui-sessions.json');
 }
 
 function derive(password: string, salt: Buffer, rec: Pick<PasswordRecord, 'N' | 'r' | 'p'>, keyLen: number): Promise<Buffer> {
@@ -83,6 +89,7 @@ function parseRecord(text: string): PasswordRecord | undefined {
 export type LoginResult = { ok: true; token: string } | { ok: false; status: 401 | 429 | 503; message: string; retryAfterS?: number };
 
 interface Session {
+  /** Calendar time (a restart of the daemon must not end it; 30 days dwarf any clock step). */
   expiresMs: number;
   /** The password hash it was opened with: a new password ends the sessions of the old one. */
   passwordHash: string;
@@ -96,8 +103,12 @@ interface Attempts {
 
 export interface AuthOptions {
   passwordPath: string;
-  /** Monotonic milliseconds (Clock.nowMs). */
+  /** Where sessions are kept across restarts (`sessionsFilePath`); absent: in memory only. */
+  sessionsPath?: string;
+  /** Monotonic milliseconds (Clock.nowMs): the login limits. */
   nowMs: () => number;
+  /** Calendar milliseconds (Clock.wallMs): session expiry, which outlives the process; default Date.now. */
+  wallMs?: () => number;
   sessionMs?: number;
   maxSessions?: number;
 }
@@ -122,6 +133,56 @@ export class Auth {
   constructor(private readonly opts: AuthOptions) {
     this.sessionMs = opts.sessionMs ?? 30 * 86_400_000;
     this.maxSessions = opts.maxSessions ?? 32;
+    this.loadSessions();
+  }
+
+  private wall(): number {
+    return (this.opts.wallMs ?? Date.now)();
+  }
+
+  /** Sessions the last run kept; a file that is missing, too large or not one is no sessions (never a throw). */
+  private loadSessions(): void {
+    const path = this.opts.sessionsPath;
+    if (!path) return;
+    let list: unknown;
+    try {
+      if (statSync(path).size > 64 * 1024) return;
+      list = (JSON.parse(readFileSync(path, 'utf8')) as { sessions?: unknown }).sessions;
+    } catch {
+      return;
+    }
+    if (!Array.isArray(list)) return;
+    const now = this.wall();
+    for (const v of list.slice(-this.maxSessions)) {
+      if (!v || typeof v !== 'object') continue;
+      const e = v as { id?: unknown; expiresMs?: unknown; passwordHash?: unknown };
+      if (typeof e.id !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(e.id) || typeof e.passwordHash !== 'string' || e.passwordHash.length > 200) continue;
+      if (typeof e.expiresMs !== 'number' || !Number.isFinite(e.expiresMs) || e.expiresMs <= now || e.expiresMs > now + this.sessionMs) continue;
+      this.sessions.set(e.id, { expiresMs: e.expiresMs, passwordHash: e.passwordHash });
+    }
+  }
+
+  /** Keep the sessions for the next run: written whole and renamed, readable by the service only. */
+  private saveSessions(): void {
+    const path = this.opts.sessionsPath;
+    if (!path) return;
+    const tmp = `${path}.tmp-${process.pid}`;
+    try {
+      const fd = openSync(tmp, 'w', 0o600);
+      try {
+        writeSync(fd, JSON.stringify({ sessions: [...this.sessions].map(([id, s]) => ({ id, ...s })) }) + '\n');
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, path);
+    } catch {
+      // a data directory that cannot be written: the sessions still hold in memory until the next restart
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // nothing was written
+      }
+    }
   }
 
   /** The stored password, re-read when the file changes (a new password needs no restart). */
@@ -153,18 +214,20 @@ export class Auth {
   /** Whether `token` (the session cookie) is a live session of the current password. */
   check(token: string | undefined): boolean {
     if (!token) return false;
-    const s = this.sessions.get(token);
+    const id = tokenId(token);
+    const s = this.sessions.get(id);
     if (!s) return false;
     const rec = this.password();
-    if (!rec || rec.hash !== s.passwordHash || this.opts.nowMs() >= s.expiresMs) {
-      this.sessions.delete(token);
+    if (!rec || rec.hash !== s.passwordHash || this.wall() >= s.expiresMs) {
+      this.sessions.delete(id);
+      this.saveSessions();
       return false;
     }
     return true;
   }
 
   logout(token: string | undefined): void {
-    if (token) this.sessions.delete(token);
+    if (token && this.sessions.delete(tokenId(token))) this.saveSessions();
   }
 
   sessionMaxAgeS(): number {
@@ -197,12 +260,13 @@ export class Auth {
   }
 
   private open(rec: PasswordRecord): string {
-    const now = this.opts.nowMs();
-    for (const [t, s] of this.sessions) if (now >= s.expiresMs) this.sessions.delete(t);
+    const now = this.wall();
+    for (const [t, s] of this.sessions) if (now >= s.expiresMs || s.passwordHash !== rec.hash) this.sessions.delete(t);
     // the oldest session goes first when too many are open (Map keeps insertion order)
     while (this.sessions.size >= this.maxSessions) this.sessions.delete(this.sessions.keys().next().value as string);
     const token = randomBytes(32).toString('base64url');
-    this.sessions.set(token, { expiresMs: now + this.sessionMs, passwordHash: rec.hash });
+    this.sessions.set(tokenId(token), { expiresMs: now + this.sessionMs, passwordHash: rec.hash });
+    this.saveSessions();
     return token;
   }
 
@@ -236,4 +300,9 @@ export class Auth {
     }
     return { ok: false, status: 401, message };
   }
+}
+
+/** What the sessions file and the map hold for a token: its SHA-256 (a 256-bit random token needs no salt). */
+function tokenId(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
 }

@@ -16,7 +16,7 @@ import type { DispatchRecord } from '../control/types.ts';
 import { clearOverride, listOverrides, OVERRIDE_KINDS, OverrideError, setOverride, zoneOf, type OverrideKind, type OverrideRequest } from '../homeowner/overrides.ts';
 import { ConfigError } from '../config/load.ts';
 import { loadAssets, type Asset } from './assets.ts';
-import { Auth, passwordFilePath } from './auth.ts';
+import { Auth, passwordFilePath, sessionsFilePath } from './auth.ts';
 import { plainFaults } from './faults.ts';
 import { allowedHostNames, cookie, hostAllowed, HttpError, readJsonObject, RequestBudget, sameOrigin, send, sendJson, securityHeaders } from './http.ts';
 import { RANGES, SEVERITIES, UiQueries, type RangeName, type Severity } from './queries.ts';
@@ -85,7 +85,7 @@ export class UiServer {
   constructor(private readonly deps: UiDeps, private settings: UiSettings) {
     const cfg = deps.config();
     this.hostNames = allowedHostNames(hostname(), settings.listen ?? null, settings.allowedHosts ?? []);
-    this.auth = new Auth({ passwordPath: passwordFilePath(cfg.storage.path), nowMs: () => deps.clock.nowMs() });
+    this.auth = new Auth({ passwordPath: passwordFilePath(cfg.storage.path), sessionsPath: sessionsFilePath(cfg.storage.path), nowMs: () => deps.clock.nowMs(), wallMs: () => deps.clock.wallMs() });
     this.assets = loadAssets(deps.assetsDir);
     // a page load is about ten requests; a person never comes near 100 at once or 20 a second for long
     this.budget = new RequestBudget(100, 20, () => deps.clock.nowMs());

@@ -1,6 +1,7 @@
 /**
  * The page's login: scrypt hash on disk (never the password), sessions end with a new password and with
- * time, failures from one address wait longer and longer, `wallbox ui password` refuses a short one.
+ * time and outlive a restart of the daemon (kept by the hash of their token, never the token), failures
+ * from one address wait longer and longer, `wallbox ui password` refuses a short one.
  * Time is a hand-moved clock: no test waits for a lockout to pass.
  */
 import { test } from 'node:test';
@@ -9,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { scryptSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Auth, FREE_FAILURES, hashPassword, passwordFilePath, writePasswordFile } from '../../src/ui/auth.ts';
+import { Auth, FREE_FAILURES, hashPassword, passwordFilePath, sessionsFilePath, writePasswordFile } from '../../src/ui/auth.ts';
 import { uiCommand } from '../../src/ui/cli-password.ts';
 
 function dir(): { d: string; done: () => void } {
@@ -39,7 +40,7 @@ test('login, sessions, a new password ends the old sessions, sessions expire', a
   try {
     const path = join(d, 'ui-password.json');
     let now = 1_000_000;
-    const auth = new Auth({ passwordPath: path, nowMs: () => now, sessionMs: 60_000 });
+    const auth = new Auth({ passwordPath: path, nowMs: () => now, wallMs: () => now, sessionMs: 60_000 });
     assert.equal((await auth.login('10.0.0.2', 'anything')).ok, false, 'no password set: nobody logs in');
     writePasswordFile(path, await hashPassword('first password'));
     const r = await auth.login('10.0.0.2', 'first password');
@@ -108,6 +109,48 @@ test('wallbox ui password: stores the hash beside the database; a short password
     const auth = new Auth({ passwordPath: path, nowMs: () => 0 });
     assert.ok((await auth.login('x', 'long enough pass')).ok);
     assert.equal(await uiCommand(['passwd', '--config', cfg], io('long enough pass')), 2);
+  } finally {
+    done();
+  }
+});
+
+test('sessions outlive a restart: a new Auth on the same files knows the token; the file holds no token; logout, expiry and a new password end it; a garbage file is no sessions', async () => {
+  const { d, done } = dir();
+  try {
+    const storage = join(d, 'wallbox.db');
+    const path = passwordFilePath(storage);
+    const sessionsPath = sessionsFilePath(storage);
+    writePasswordFile(path, await hashPassword('garage door'));
+    let wall = Date.parse('2026-12-01T20:00:00Z');
+    // the monotonic clock starts again at each process; the calendar does not
+    const auth = (mono = 0) => new Auth({ passwordPath: path, sessionsPath, nowMs: () => mono, wallMs: () => wall, sessionMs: 86_400_000 });
+    const first = auth();
+    const token = ((await first.login('10.0.0.9', 'garage door')) as { token: string }).token;
+    const other = ((await first.login('10.0.0.9', 'garage door')) as { token: string }).token;
+    const text = readFileSync(sessionsPath, 'utf8');
+    assert.ok(!text.includes(token) && !text.includes(other), 'the file gives nobody a session');
+    assert.equal(statSync(sessionsPath).mode & 0o777, 0o600);
+
+    const restarted = auth(5);
+    assert.ok(restarted.check(token), 'logged in after the restart');
+    assert.ok(restarted.check(other));
+    restarted.logout(other);
+    assert.equal(auth(7).check(other), false, 'a logout holds across a restart');
+    assert.ok(auth(7).check(token));
+
+    wall += 86_400_000;
+    assert.equal(auth(9).check(token), false, 'expired on the calendar, whatever the monotonic clock says');
+
+    // a new password ends the kept sessions too
+    wall = Date.parse('2026-12-02T21:00:00Z');
+    const t3 = ((await auth().login('10.0.0.9', 'garage door')) as { token: string }).token;
+    writePasswordFile(path, await hashPassword('another password'));
+    assert.equal(auth().check(t3), false);
+
+    for (const garbage of ['', 'not json', '{"sessions": 7}', JSON.stringify({ sessions: [{ id: 'x', expiresMs: 'soon' }, null, 5] }), 'x'.repeat(70 * 1024)]) {
+      writeFileSync(sessionsPath, garbage);
+      assert.equal(auth().check(t3), false, garbage.slice(0, 20));
+    }
   } finally {
     done();
   }
