@@ -192,7 +192,6 @@ async function busTime(ticks: number): Promise<BusFigures> {
 
 const require = createRequire(import.meta.url);
 
-
 /** Wall time per tick (inverter refresh + setpoint + meter poll) over one shared pty "line", ms. */
 async function ptyTicks(baud: number, ticks: number): Promise<{ median: number; p99: number }> {
   const pty = ptyPair('bench-meter');

@@ -17,6 +17,7 @@ import { openGpioPorts, type GpioFactory } from '../hal/gpio/onoff.ts';
 import type { GpioPorts } from '../hal/gpio/wiring.ts';
 import type { Config } from './config/types.ts';
 import { ConfigError } from './config/load.ts';
+import { zoneOf } from './homeowner/overrides.ts';
 
 export interface Hardware {
   ports: Ports;
@@ -48,7 +49,7 @@ export function simulatedSite(c: Config, clock: Clock): SimSite {
     phases: c.site.phases,
     chargerPhases: c.site.chargerPhases,
     gridSenseDebounceMs: (c.gpio.gridSense as { debounceMs?: number } | undefined)?.debounceMs ?? 10,
-    pv: s.pv ? { ...s.pv, timeZone: c.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone } : undefined,
+    pv: s.pv ? { ...s.pv, timeZone: zoneOf(c) } : undefined,
   });
 }
 

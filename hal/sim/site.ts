@@ -12,6 +12,7 @@ import { BoundedLog } from './bounded-log.ts';
 import { SafetyMonitor } from './safety-monitor.ts';
 import { zoneOffsetMs } from '../../src/control/time.ts';
 import { pvForecastW } from '../../src/control/pv-forecast.ts';
+import type { PvForecastConfig } from '../../src/config/types.ts';
 
 export type LoadProfile = number | [atS: number, powerW: number][];
 
@@ -153,7 +154,7 @@ export class SimSite {
   private stuck?: ContactorStuck;
   readonly totals: SiteTotals = { outageS: 0, outageServedS: 0, unservedWh: 0, essentialUnservedWh: 0, servedWh: 0 };
   readonly energy: SiteEnergy = { pvWh: 0, pvCurtailedWh: 0, pvToHouseWh: 0, pvToCarWh: 0, gridToCarWh: 0, carToHouseWh: 0, gridImportWh: 0, gridExportWh: 0 };
-  private readonly pv?: { peakW: number; ratio: number; riseMin: number; setMin: number; timeZone: string; exportLimitW?: number; latitudeDeg?: number; longitudeDeg?: number };
+  private readonly pv?: { peakW: number; ratio: number; riseMin: number; setMin: number; timeZone: string; exportLimitW?: number; located?: PvForecastConfig };
   private pvOffset?: { hour: number; offsetMs: number };
   /** Share of the clear sky that reaches the panels (clouds), 0..1; scenario event `pvFactor`. */
   pvFactor = 1;
@@ -183,7 +184,11 @@ export class SimSite {
     this.profile = o.houseLoadW;
     if (o.pv && o.pv.peakW > 0) {
       const minutes = (hhmm: string) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
-      this.pv = { peakW: o.pv.peakW, ratio: o.pv.performanceRatio ?? 0.85, riseMin: minutes(o.pv.sunrise ?? '06:00'), setMin: minutes(o.pv.sunset ?? '21:00'), timeZone: o.pv.timeZone ?? 'UTC', exportLimitW: o.pv.exportLimitW, latitudeDeg: o.pv.latitudeDeg, longitudeDeg: o.pv.longitudeDeg };
+      this.pv = { peakW: o.pv.peakW, ratio: o.pv.performanceRatio ?? 0.85, riseMin: minutes(o.pv.sunrise ?? '06:00'), setMin: minutes(o.pv.sunset ?? '21:00'), timeZone: o.pv.timeZone ?? 'UTC', exportLimitW: o.pv.exportLimitW,
+        located: o.pv.latitudeDeg !== undefined && o.pv.longitudeDeg !== undefined
+          ? { peakW: o.pv.peakW, performanceRatio: o.pv.performanceRatio ?? 0.85, latitudeDeg: o.pv.latitudeDeg, longitudeDeg: o.pv.longitudeDeg }
+          : undefined,
+      };
     }
     this.pvProfile = o.pvW;
     this.phases = o.phases ?? 3;
@@ -313,9 +318,7 @@ export class SimSite {
   /** The clear-sky day (`SimPvOptions`) at this local time, W. */
   private clearSkyW(pv: NonNullable<SimSite['pv']>): number {
     const wall = this.clock.wallMs();
-    if (pv.latitudeDeg !== undefined && pv.longitudeDeg !== undefined) {
-      return pvForecastW(wall, { peakW: pv.peakW, performanceRatio: pv.ratio, latitudeDeg: pv.latitudeDeg, longitudeDeg: pv.longitudeDeg }) * this.pvFactor;
-    }
+    if (pv.located) return pvForecastW(wall, pv.located) * this.pvFactor;
     const hour = Math.floor(wall / 3_600_000);
     // the zone's offset changes at most on the hour: looked up once an hour, not once a tick
     if (this.pvOffset?.hour !== hour) this.pvOffset = { hour, offsetMs: zoneOffsetMs(wall, pv.timeZone) };

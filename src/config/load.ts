@@ -364,11 +364,11 @@ function setKey(obj: { [k: string]: Json }, key: string, value: Json): void {
   cur[parts[parts.length - 1]] = value;
 }
 
-/** Write a file so that a reader sees either the old or the new content, never half of it. */
-export function writeFileAtomic(path: string, content: string): void {
+/** Write a file so that a reader sees either the old or the new content, never half of it; `mode` for a new file. */
+export function writeFileAtomic(path: string, content: string, mode?: number): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, content);
+  writeFileSync(tmp, content, mode === undefined ? undefined : { mode });
   const fd = openSync(tmp, 'r');
   try {
     fsyncSync(fd);

@@ -83,8 +83,7 @@ export interface Config {
   gpio: { driver: 'sim' | 'onoff' | 'none'; [k: string]: unknown };
   uplink: { url: string | null; prefix: string; groups: string[]; stateIntervalS: number; [k: string]: unknown };
   storage: { path: string; [k: string]: unknown };
-  /** The local web page (src/ui, docs/web.md); absent in configs built before it existed. */
-  /** The local web page (docs/web.md); `allowedHosts`: names besides the board's own it answers to. */
+  /** The local web page (src/ui, docs/web.md); absent in configs built before it existed. `allowedHosts`: names besides the board's own it answers to. */
   ui?: { listen: string | null; publicRead: boolean; maxStreams: number; allowedHosts?: string[] };
   reward: { ratePerKWh: number | null; currency: string; [k: string]: unknown };
   simulation: SimulationConfig;

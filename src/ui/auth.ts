@@ -4,9 +4,10 @@
  * SHA-256 of their token (never the token), so a restart of the daemon logs nobody out and the file gives
  * nobody a session; failed logins limited per client address and in total, so guessing is slow.
  */
-import { chownSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { chownSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
 import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
+import { writeFileAtomic } from '../config/load.ts';
 
 /** scrypt cost: N = 2^14, r = 8 (16 MiB, about 0.1 s on a Raspberry Pi 4), RFC 7914's interactive figures. */
 export const SCRYPT = { N: 16384, r: 8, p: 1, keyLen: 32 } as const;
@@ -166,22 +167,10 @@ export class Auth {
   private saveSessions(): void {
     const path = this.opts.sessionsPath;
     if (!path) return;
-    const tmp = `${path}.tmp-${process.pid}`;
     try {
-      const fd = openSync(tmp, 'w', 0o600);
-      try {
-        writeSync(fd, JSON.stringify({ sessions: [...this.sessions].map(([id, s]) => ({ id, ...s })) }) + '\n');
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, path);
+      writeFileAtomic(path, JSON.stringify({ sessions: [...this.sessions].map(([id, s]) => ({ id, ...s })) }) + '\n', 0o600);
     } catch {
       // a data directory that cannot be written: the sessions still hold in memory until the next restart
-      try {
-        unlinkSync(tmp);
-      } catch {
-        // nothing was written
-      }
     }
   }
 

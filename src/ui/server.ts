@@ -64,6 +64,9 @@ interface Stream {
 /** `config.ui` as the server takes it. */
 export type UiSettings = Pick<NonNullable<Config['ui']>, 'publicRead' | 'maxStreams' | 'allowedHosts'> & { listen?: string | null };
 
+/** The names the page answers to under these settings (http.ts `hostAllowed`). */
+const hostNamesOf = (s: UiSettings): Set<string> => allowedHostNames(hostname(), s.listen ?? null, s.allowedHosts ?? []);
+
 const round1 = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? Math.round(v * 10) / 10 : v);
 
 /** A page server on one address. {@link UiHost} starts, moves and stops it as `ui` changes. */
@@ -84,7 +87,7 @@ export class UiServer {
 
   constructor(private readonly deps: UiDeps, private settings: UiSettings) {
     const cfg = deps.config();
-    this.hostNames = allowedHostNames(hostname(), settings.listen ?? null, settings.allowedHosts ?? []);
+    this.hostNames = hostNamesOf(settings);
     this.auth = new Auth({ passwordPath: passwordFilePath(cfg.storage.path), sessionsPath: sessionsFilePath(cfg.storage.path), nowMs: () => deps.clock.nowMs(), wallMs: () => deps.clock.wallMs() });
     this.assets = loadAssets(deps.assetsDir);
     // a page load is about ten requests; a person never comes near 100 at once or 20 a second for long
@@ -111,7 +114,7 @@ export class UiServer {
 
   reconfigure(settings: UiSettings): void {
     this.settings = settings;
-    this.hostNames = allowedHostNames(hostname(), settings.listen ?? null, settings.allowedHosts ?? []);
+    this.hostNames = hostNamesOf(settings);
     // streams opened under public reading end when it is switched off (they reconnect and need a login)
     if (!settings.publicRead) for (const s of [...this.streams]) if (!this.auth.check(s.token)) this.endStream(s);
     while (this.streams.size > settings.maxStreams) this.endStream(this.streams.values().next().value as Stream);

@@ -4,8 +4,7 @@
  * and Home Assistant: the same validation and plain wording, the same atomic replace of the file; a
  * refusal leaves the file as it was and is shown next to its field. Nothing else can be changed here.
  */
-import { readFileSync } from 'node:fs';
-import { defaultConfigJson, getKey, SCHEMA_PATH } from '../config/load.ts';
+import { defaultConfigJson, getKey } from '../config/load.ts';
 import { changeSettings, SettingsError } from '../homeowner/settings.ts';
 import type { Config } from '../config/types.ts';
 
