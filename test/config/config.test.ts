@@ -48,6 +48,14 @@ describe('config: every rule rejected with its key named', () => {
     ['bad device id', { deviceId: 'a/b' }, /^deviceId: must match/],
     ['strategy', { vehicle: { chargeStrategy: 'asap' } }, /^vehicle\.chargeStrategy: must be one of "departure", "immediate"$/],
     ['tick', { control: { tickS: 0 } }, /^control\.tickS: must be >= 0\.1$/],
+    // keys added with the PV forecast, the page's host names and the simulated roof
+    ['forecast without a location', { site: { pvForecast: { peakW: 6000 } } }, /^site\.pvForecast\.latitudeDeg: required$/],
+    ['forecast latitude out of range', { site: { pvForecast: { peakW: 6000, latitudeDeg: 123, longitudeDeg: 11 } } }, /^site\.pvForecast\.latitudeDeg: must be <= 90$/],
+    ['forecast of no panels', { site: { pvForecast: { peakW: 0, latitudeDeg: 48, longitudeDeg: 11 } } }, /^site\.pvForecast\.peakW: must be > 0$/],
+    ['forecast unknown key', { site: { pvForecast: { peakW: 6000, latitudeDeg: 48, longitudeDeg: 11, tilt: 30 } } }, /^site\.pvForecast\.tilt: unknown key$/],
+    ['a host name with a space', { ui: { allowedHosts: ['my wallbox'] } }, /^ui\.allowedHosts\.0: must match/],
+    ['host names not a list', { ui: { allowedHosts: 'wallbox.lan' } }, /^ui\.allowedHosts: must be array$/],
+    ['simulated roof: latitude without longitude', { simulation: { pv: { peakW: 6000, latitudeDeg: 48 } } }, /^simulation\.pv: must have property longitudeDeg when property latitudeDeg is present$/],
   ];
   for (const [name, body, pattern] of cases) {
     test(name, () => {
