@@ -8,12 +8,12 @@
  * it every few seconds until someone fixes the file; 1 anything else that stops it from starting (the
  * storage directory cannot be made, a simulator's port is taken), which systemd does restart.
  */
-import { watch, type FSWatcher } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { systemClock } from '../hal/system-clock.ts';
 import { ConfigError, loadConfigFile, localConfigPath } from './config/load.ts';
 import { changedKeys, classifyChanges, effectiveConfig } from './config/reload.ts';
+import { ConfigFileWatcher, configFingerprint } from './config/watch.ts';
 import type { Config } from './config/types.ts';
 import { Runtime, type RuntimeStatus } from './runtime.ts';
 import { buildHardware, type BuildOptions, type Hardware } from './wiring.ts';
@@ -129,8 +129,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const cfgPath = opts.configPath ? resolve(opts.configPath) : localConfigPath(env);
   const notifier = createNotifier(env, (m) => log('warn', m));
   const parts: Stoppable = {};
-  const timers: { status?: NodeJS.Timeout; watchdog?: NodeJS.Timeout; reload?: NodeJS.Timeout; sdStatus?: NodeJS.Timeout } = {};
-  let watcher: FSWatcher | undefined;
+  const timers: { status?: NodeJS.Timeout; watchdog?: NodeJS.Timeout; sdStatus?: NodeJS.Timeout } = {};
+  let watcher: ConfigFileWatcher | undefined;
 
   // Signals are taken from the first line on: a SIGTERM during start-up still runs the stop sequence
   // (power to zero first) on whatever has been built, instead of the default action killing the process.
@@ -165,8 +165,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     log('info', parts.runtime ? `${why}: stopping (power to zero)` : `${why}: stopping`);
     notifier.notify('STOPPING=1');
     for (const t of Object.values(timers)) clearInterval(t);
-    clearTimeout(timers.reload);
-    watcher?.close();
+    watcher?.stop();
     // 1. power to zero and the contactor where the islanding rules want it (the runtime's own stop)
     // 0. the web page takes no more changes
     if (parts.ui) await bounded('web page', STOP_STEP_MS.statusSocket, () => parts.ui!.close());
@@ -193,6 +192,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
 
   // ---- config: the file must exist and be valid; otherwise nothing starts (exit 78) ----
   let config: Config;
+  // what the file was before it was read: the watcher reports any change after this moment (config/watch.ts)
+  const loadedFingerprint = await configFingerprint(cfgPath);
   try {
     config = await loadConfigFile(cfgPath);
   } catch (e) {
@@ -311,6 +312,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     }
   };
 
+  // watched before the status socket answers: once `status` answers, an edit of the file is seen (a change
+  // made before the watch began is caught by the watcher's first look against the fingerprint taken at load)
+  watcher = new ConfigFileWatcher({ path: cfgPath, baseline: loadedFingerprint, onChange: () => void reload('file changed'), warn: (m) => log('warn', m) });
+  watcher.start();
+
   const socketPath = statusSocketPath(config.storage.path);
   // the status answer, also read by the web page
   let answerLocal: ((req: { cmd?: unknown }) => Promise<unknown>) | undefined;
@@ -364,19 +370,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   });
   parts.ha.start();
 
-  const watchConfig = () => {
-    try {
-      watcher = watch(dirname(cfgPath), (_event, name) => {
-        if (name && resolve(dirname(cfgPath), name.toString()) !== cfgPath) return;
-        clearTimeout(timers.reload);
-        timers.reload = setTimeout(() => void reload('file changed'), 200);
-      });
-      watcher.on('error', () => {});
-    } catch {
-      // no directory to watch: SIGHUP still works
-    }
-  };
-  watchConfig();
   const onHup = () => void reload('SIGHUP');
   process.on('SIGHUP', onHup);
 
