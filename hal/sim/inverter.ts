@@ -6,6 +6,7 @@
 import type { Clock, InverterOperatingState, InverterPort, InverterReading, InverterState, PortFault, Unsubscribe } from '../ports.ts';
 import type { SimCar } from './car.ts';
 import { BoundedLog } from './bounded-log.ts';
+import { boundedPowerW } from '../inverter/power-command.ts';
 
 /**
  * Time a simulated home's inverter takes to leave grid-forming once told to, ms (SimSite's default;
@@ -269,7 +270,9 @@ export class SimInverter implements InverterPort {
     if (!this.answering()) return this.timeOut('setpoint write');
     this.commandLog.push({ atMs: this.clock.nowMs(), kind: 'setpoint', value: powerW });
     this.onCommand?.('setpoint', powerW);
-    this.setpointW = Math.max(-this.maxDischargeW, Math.min(this.maxChargeW, powerW));
+    // the command log keeps what was asked (a test's evidence); the power stage takes only what the port may write
+    const bounded = boundedPowerW(powerW, { maxChargeW: this.maxChargeW, maxDischargeW: this.maxDischargeW }, () => {});
+    if (bounded !== undefined) this.setpointW = bounded;
   }
 
   async setGridForming(on: boolean): Promise<void> {

@@ -92,6 +92,20 @@ export function inverterContract(name: string, build: () => Promise<InverterHarn
         assert.equal(h.port.state().reading!.setpointW, -rt.maxDischargeW);
       }));
 
+    it('a non-finite command (NaN, ±Infinity) is ignored: the last command stays in force, no fault', () =>
+      withPort(async (h) => {
+        await h.port.open();
+        await h.port.setPowerW(1500);
+        await h.port.refresh();
+        for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+          await h.port.setPowerW(bad);
+          h.step(1);
+          await h.port.refresh();
+          assert.equal(h.port.state().reading!.setpointW, 1500, `after setPowerW(${bad})`);
+        }
+        assert.equal(h.port.state().fault, undefined);
+      }));
+
     it('after open, nothing rejects when the device vanishes: the fault is set with code, message and time', () =>
       withPort(async (h) => {
         await h.port.open();

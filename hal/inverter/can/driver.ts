@@ -18,6 +18,7 @@
  */
 import type { Clock, InverterPort, InverterRatings, InverterReading, InverterState, Unsubscribe } from '../../ports.ts';
 import { CommandQueue } from '../command-queue.ts';
+import { boundedPowerW } from '../power-command.ts';
 import { commandWritten, DEFAULT_FOLLOWING, INITIAL_FOLLOWING, judgeFollowing, type FollowingSettings, type FollowingState } from '../command-following.ts';
 import { FaultSlots } from '../fault-slots.ts';
 import { bmsValues, limitsFor, type BmsLimits, type PackConfig } from './bms-values.ts';
@@ -164,11 +165,8 @@ export class CanBmsInverter implements InverterPort {
   }
 
   setPowerW(powerW: number): Promise<void> {
-    if (!Number.isFinite(powerW)) {
-      this.o.log?.(`${this.name}: ignoring non-finite power command ${powerW}`);
-      return Promise.resolve();
-    }
-    const clamped = Math.max(-this.ratings.maxDischargeW, Math.min(this.ratings.maxChargeW, powerW));
+    const clamped = boundedPowerW(powerW, this.ratings, (m) => this.o.log?.(`${this.name}: ${m}`));
+    if (clamped === undefined) return Promise.resolve();
     if (!this.opened || this.closed) {
       this.commandW = clamped;
       return Promise.resolve();

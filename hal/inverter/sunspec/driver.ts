@@ -13,6 +13,7 @@
  */
 import type { Clock, InverterOperatingState, InverterPort, InverterRatings, InverterReading, InverterState, PortFault, Unsubscribe } from '../../ports.ts';
 import { CommandQueue } from '../command-queue.ts';
+import { boundedPowerW } from '../power-command.ts';
 import { FaultSlots } from '../fault-slots.ts';
 import { commandUnknown, commandWritten, DEFAULT_FOLLOWING, INITIAL_FOLLOWING, judgeFollowing, type FollowingSettings, type FollowingState } from '../command-following.ts';
 import { bitNames, decodePoints, enumName, modelLayout, spanOf, type DecodedPoints, type ValueIssue } from './codec.ts';
@@ -250,12 +251,8 @@ export class SunspecInverter implements InverterPort {
   }
 
   setPowerW(powerW: number): Promise<void> {
-    if (!Number.isFinite(powerW)) {
-      this.o.log?.(`${this.name}: ignoring non-finite power command ${powerW}`);
-      return Promise.resolve();
-    }
-    const r = this.ratings;
-    const clamped = r ? Math.max(-r.maxDischargeW, Math.min(r.maxChargeW, powerW)) : powerW;
+    const clamped = boundedPowerW(powerW, this.ratings, (m) => this.o.log?.(`${this.name}: ${m}`));
+    if (clamped === undefined) return Promise.resolve();
     if (!this.opened || this.closed) {
       this.commandW = clamped;
       return Promise.resolve();
