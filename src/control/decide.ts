@@ -29,6 +29,8 @@ import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, R
  * but the grid's stable time is not carried over (nobody watched the grid while the process was down).
  */
 /** Inverter port faults that mean "this command cannot be carried out" (hal/inverter: unrepresentable, not_following). */
+/** How far above the departure floor the SoC must be, %, before a just-in-time charge is let go (it starts within 0.5 %). */
+export const DEPARTURE_LATCH_RELEASE_PCT = 2;
 const INVERTER_REFUSALS = /\b(unrepresentable|not_following):/;
 
 export function initialMemory(nowMs: number, restored?: RestoredState): Memory {
@@ -208,6 +210,11 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   const dep = departure(s, c, wallMs);
   const f = floorsWithOverrides(floors(s, c, nowMs, dep), ov.active);
   const limits = powerLimits(s, c, f, nowMs, mem.island.rejoinedAtMs);
+  // Charging for the departure rests only on a departure floor worked out from a known charge power. With the
+  // inverter's unknown (before its first reading at every start, or while its data are stale) the floor is
+  // the whole target: right for discharging (no discharge on a guess), but it says nothing about whether
+  // charging is due, and the just-in-time latch it set held until the target (regression departure-latch-at-start).
+  const chargeFloorPct = fresh && Number.isFinite(s.inverter.maxChargeW) ? f.departureFloorPct : undefined;
 
   // --- fault state (before the island step: a fault is never served an island) --------------------
   const wasFault = m.mode === 'fault';
@@ -298,7 +305,10 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   let gridForming = false;
   let contactorClosed = true;
   let loadTiersOn = b.loadTiersOn;
-  let chargeLatched = m.chargeLatched && s.vehicle.connected && (soc === undefined || soc < dep.targetSocPct);
+  // the latch keeps just-in-time charging from flapping at the floor (it starts within 0.5 % of it); once the
+  // floor has fallen clearly below the SoC (more charge power than when it started) the need is gone
+  const departureNeedGone = soc !== undefined && chargeFloorPct !== undefined && soc > chargeFloorPct + DEPARTURE_LATCH_RELEASE_PCT;
+  let chargeLatched = m.chargeLatched && s.vehicle.connected && (soc === undefined || soc < dep.targetSocPct) && !departureNeedGone;
   let blockReason: string | undefined;
   // surplus charging is off unless the car's own charging below keeps it on
   let surplus = surplusOff(m.surplus, nowMs);
@@ -319,7 +329,7 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   } else {
     contactorClosed = true;
     // the homeowner's departure outranks the aggregator: below the departure floor the car charges
-    const departureNeedsCharge = soc !== undefined && f.departureFloorPct !== undefined && soc < f.departureFloorPct && s.vehicle.connected;
+    const departureNeedsCharge = soc !== undefined && chargeFloorPct !== undefined && soc < chargeFloorPct && s.vehicle.connected;
     // a boost or a backup reserve below its level outranks the aggregator as the departure does
     const overrideCharge = overrideChargeReason(ov.active, soc, s.vehicle.connected);
     if (active && storageDown) {
@@ -354,11 +364,11 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
       mode = active.request.powerW < 0 ? 'discharge' : active.request.powerW > 0 ? 'charge' : 'idle';
       reasons.push(`dispatch ${active.id}`);
     } else {
-      const need = overrideCharge ? { reason: overrideCharge, latched: chargeLatched } : chargingNeed(s, c, soc, dep.targetSocPct, dep.atMs, f.departureFloorPct, chargeLatched);
+      const need = overrideCharge ? { reason: overrideCharge, latched: chargeLatched } : chargingNeed(s, c, soc, dep.targetSocPct, dep.atMs, chargeFloorPct, chargeLatched);
       // the charge mode and the solar surplus (surplus.ts): the grid need as the mode allows it, then the sun
       const own = ownCharge(s, c, m.surplus, nowMs, {
         socPct: soc, targetSocPct: dep.targetSocPct, maxChargeW: limits.maxChargeW,
-        need, needWith: (strategy, latched = chargeLatched) => chargingNeed(s, { ...c, vehicle: { ...c.vehicle, chargeStrategy: strategy } }, soc, dep.targetSocPct, dep.atMs, f.departureFloorPct, latched),
+        need, needWith: (strategy, latched = chargeLatched) => chargingNeed(s, { ...c, vehicle: { ...c.vehicle, chargeStrategy: strategy } }, soc, dep.targetSocPct, dep.atMs, chargeFloorPct, latched),
       });
       chargeLatched = own.latched;
       surplus = own.memory;
