@@ -203,12 +203,14 @@ class MqttUplink implements Uplink {
       this.st.lastError = keyError;
       this.log.error({ err: keyError }, 'signed dispatch is configured but the key is unusable; every dispatch will be rejected');
     }
+    let mqtt311 = false;
     if (url === 'embedded') {
       const port = this.s.embeddedPort;
       try {
         const { startEmbeddedBroker } = await import('./embedded-broker.ts');
         this.embedded = await startEmbeddedBroker(port, '127.0.0.1');
         this.log.info({ port }, `embedded MQTT broker on 127.0.0.1:${port}`);
+        mqtt311 = true;
       } catch (e) {
         this.log.warn({ err: (e as Error).message, port }, 'embedded broker did not start; connecting to whatever listens there');
       }
@@ -218,7 +220,7 @@ class MqttUplink implements Uplink {
       this.log.info({}, 'uplink.url is null: no aggregator connection; messages stay in the outbox');
       return;
     }
-    this.conn.start(url);
+    this.conn.start(url, { mqtt311 });
   }
 
   async stop(): Promise<void> {

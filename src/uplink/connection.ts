@@ -69,8 +69,13 @@ export class ConnectionSupervisor {
     return this.connectedNow ? this.client : undefined;
   }
 
-  start(url: string): void {
+  /**
+   * Connect and keep connected. `mqtt311`: start with MQTT 3.1.1 (the embedded broker speaks only that, so
+   * trying 5 first would log a protocol fall-back on every start); otherwise 5 first, 3.1.1 if refused.
+   */
+  start(url: string, opts: { mqtt311?: boolean } = {}): void {
     this.url = url;
+    if (opts.mqtt311) this.fallbackTo311 = true;
     this.stopping = false;
     this.armSupervisor();
     this.attempt();

@@ -322,6 +322,24 @@ test('url "embedded": the uplink starts the local broker, and mosquitto_pub / mo
   }
 });
 
+test('url "embedded": MQTT 3.1.1 from the first connect, no protocol fall-back warning at every start', async () => {
+  const port = await freePort();
+  const warnings: string[] = [];
+  const log = { ...quietLog, warn: (_o: object, m: string) => warnings.push(m) };
+  const uplink = createUplink({
+    config: uplinkConfig('dev-embedded-311', 'embedded', { embeddedPort: port }), outbox: new MemoryOutbox(), clock, version: '9.9.9', ...fast, log,
+    onCommand: () => {},
+  });
+  try {
+    await uplink.start();
+    await waitFor(() => uplink.connected(), 'connected to the embedded broker');
+    assert.equal(uplink.stats().protocolVersion, 4);
+    assert.deepEqual(warnings, []);
+  } finally {
+    await uplink.stop();
+  }
+});
+
 test('MQTT 5 message expiry: a dispatch that expired at the broker while the device was away never arrives', { skip: brokerSkip(['mqtt5']) }, async (t) => {
   const broker = await startBroker();
   if (broker.kind !== 'mosquitto') {
