@@ -2,6 +2,7 @@
 import { ConfigError, getKey, loadConfig, parseConfigValue } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
 import { changeSettings, SettingsError } from '../homeowner/settings.ts';
+import { TIME_OF_DAY_KEYS } from '../homeowner/wording.ts';
 import { plainProblem } from '../homeowner/wording.ts';
 import { EXIT, parse, UsageError, type CliIo } from './common.ts';
 import { configPathFrom } from './context.ts';
@@ -38,7 +39,8 @@ export async function configCommand(args: string[], io: CliIo): Promise<number> 
     if (!key || value === undefined || extra.length) throw new UsageError('config set takes KEY and VALUE (JSON or plain text)', 'config');
     let parsed: unknown;
     try {
-      parsed = parseConfigValue(value);
+      // "7.30" for a time of day is not the number 7.3: kept as typed, so the refusal shows what was typed
+      parsed = TIME_OF_DAY_KEYS.includes(key) && /^\s*\d{1,2}[.,]\d{2}\s*$/.test(value) ? value : parseConfigValue(value);
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
       io.err(`wallbox: ${key} was not changed: ${value} is not a number this device can hold.\nThe file ${path} was not changed.`);

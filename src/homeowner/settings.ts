@@ -9,7 +9,7 @@ import {
   ConfigError, defaultConfigJson, getKey, keyProblems, mergeConfig, parseConfigText, readConfigText, validateConfig, writeFileAtomic,
 } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
-import { plainProblem, type SettingProblem } from './wording.ts';
+import { TIME_OF_DAY_KEYS, normaliseTimeOfDay, plainProblem, type SettingProblem } from './wording.ts';
 
 type Json = Parameters<typeof mergeConfig>[0];
 type JsonObject = { [k: string]: Json };
@@ -103,6 +103,12 @@ export function changeSettings(path: string, changes: SettingChange[], opts: Cha
   const local = readLocal(path);
   const before = mergeConfig(defaultConfigJson(), structuredClone(local));
   for (const { key, value } of changes) setAt(local, key, value as Json, opts.replace === true);
+  // a time of day typed as "7:30" is written as "07:30", wherever the change put it (the key or its section)
+  for (const tk of TIME_OF_DAY_KEYS) {
+    if (!changes.some(({ key }) => tk === key || tk.startsWith(`${key}.`))) continue;
+    const v = getKey(local, tk);
+    if (typeof v === 'string') setAt(local, tk, normaliseTimeOfDay(v) as Json, true);
+  }
   const candidate = mergeConfig(defaultConfigJson(), local);
   let config: Config;
   try {

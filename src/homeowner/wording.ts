@@ -14,9 +14,24 @@ export interface SettingProblem {
 
 const TIME_PATTERN = '^([01][0-9]|2[0-3]):[0-5][0-9]$';
 
+/** The homeowner's settings that hold a time of day (24-hour HH:MM in the file). */
+export const TIME_OF_DAY_KEYS: readonly string[] = ['vehicle.departureTime'];
+const TIME_WORDS = 'must be a time like 07:30 (24-hour HH:MM)';
+
+/**
+ * A time of day as a person types it, in the file's form: "7:30" → "07:30" (the quick actions take "7:30"
+ * too). Anything else is returned as it is, for the validator to refuse in words.
+ */
+export function normaliseTimeOfDay(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const m = /^\s*(\d{1,2}):(\d{2})\s*$/.exec(value);
+  if (!m || Number(m[1]) > 23 || Number(m[2]) > 59) return value;
+  return `${m[1].padStart(2, '0')}:${m[2]}`;
+}
+
 /** Patterns of config/schema.json and what they ask for, in words. */
 const PATTERN_WORDS: [test: (pattern: string) => boolean, words: string][] = [
-  [(p) => p === TIME_PATTERN, 'must be a time like 07:30 (24-hour HH:MM)'],
+  [(p) => p === TIME_PATTERN, TIME_WORDS],
   [(p) => p.startsWith('^\\d{4}-\\d{2}-\\d{2}T'), 'must be a date and time with its zone, like 2026-12-24T07:00:00Z'],
   [(p) => p === '^[A-Za-z0-9_-]{1,64}$', 'may hold only letters, digits, "_" and "-", 1 to 64 of them'],
   [(p) => p === '^[A-Z]{3}$', 'must be a three-letter currency code like EUR'],
@@ -72,7 +87,8 @@ export function plainProblem(problem: string, candidate?: unknown): SettingProbl
   if (i < 0) return { key: '(file)', message: problem };
   const key = problem.slice(0, i);
   const rule = problem.slice(i + 2);
-  const message = plainRule(rule);
+  // a time given as a number (`config set vehicle.departureTime 7.30`): the type rule says "text", the person meant a time
+  const message = TIME_OF_DAY_KEYS.includes(key) && /^must be string/.test(rule) ? `${TIME_WORDS}, or null for none` : plainRule(rule);
   const given = candidate !== undefined && key !== '(root)' ? getKey(candidate, key) : undefined;
   // the value is already in a cross-key rule's text ("must not exceed … (60 > 50)"); elsewhere say it
   const showValue = given !== undefined && message !== 'is not a setting (check the spelling; `wallbox config get` shows them all)' && !/\(-?[\d.]+ [<>] -?[\d.]+\)$/.test(rule);

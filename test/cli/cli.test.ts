@@ -60,16 +60,37 @@ describe('config set', () => {
     assert.deepEqual(fileJson(h.cfg).vehicle, { dischargeFloorPct: 55 });
   });
 
+  test('a time of day typed as 7:30 is taken as 07:30, as the quick actions take it (key and section forms)', async (t) => {
+    const h = home(t);
+    const r = await wallbox(['config', 'set', 'vehicle.departureTime', '7:30', '--config', h.cfg]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal((fileJson(h.cfg).vehicle as { departureTime: string }).departureTime, '07:30');
+    assert.equal((await wallbox(['config', 'set', 'vehicle', '{"departureTime":"6:05"}', '--config', h.cfg])).code, 0);
+    assert.equal((fileJson(h.cfg).vehicle as { departureTime: string }).departureTime, '06:05');
+    assert.equal((await wallbox(['config', 'set', 'vehicle.departureTime', '21:45', '--config', h.cfg])).code, 0);
+    assert.equal((fileJson(h.cfg).vehicle as { departureTime: string }).departureTime, '21:45');
+  });
+
   test('a refused value: the rule in plain words, the value given, and the file is not changed', async (t) => {
     const h = home(t);
     const before = readFileSync(h.cfg, 'utf8');
-    const r = await wallbox(['config', 'set', 'vehicle.departureTime', '7:30', '--config', h.cfg]);
+    const r = await wallbox(['config', 'set', 'vehicle.departureTime', '7:75', '--config', h.cfg]);
     assert.equal(r.code, 78);
     assert.match(r.err, /vehicle\.departureTime must be a time like 07:30/);
-    assert.match(r.err, /you gave "7:30"/);
+    assert.match(r.err, /you gave "7:75"/);
     assert.match(r.err, /was not changed/);
     assert.ok(r.err.includes(`The file ${h.cfg} was not changed`), r.err);
     assert.doesNotMatch(r.err, /\^\(|must match|\[01\]/, 'no raw regex');
+    assert.equal(readFileSync(h.cfg, 'utf8'), before);
+
+    // "7.30" is a time typed with a dot, not the number 7.3: refused as a time, showing what was typed
+    const dotted = await wallbox(['config', 'set', 'vehicle.departureTime', '7.30', '--config', h.cfg]);
+    assert.equal(dotted.code, 78);
+    assert.match(dotted.err, /vehicle\.departureTime must be a time like 07:30 \(24-hour HH:MM\)/);
+    assert.match(dotted.err, /you gave "7\.30"/);
+    // a number in JSON form: the time words too, not "must be text"
+    const num = await wallbox(['config', 'set', 'vehicle', '{"departureTime": 7}', '--config', h.cfg]);
+    assert.match(num.err, /vehicle\.departureTime must be a time like 07:30 \(24-hour HH:MM\), or null for none; you gave 7/);
     assert.equal(readFileSync(h.cfg, 'utf8'), before);
 
     const cross = await wallbox(['config', 'set', 'vehicle.backupFloorPct', '70', '--config', h.cfg]);
