@@ -180,7 +180,12 @@ export class Runtime {
     this.nextTickAtMs = this.clock.nowMs();
     await this.poll();
     if (this.stopped) return;
-    this.emit(startupFindings({ ...kept, ports: this.ports, nowMs: this.clock.nowMs() }));
+    // on a usual start (nothing unsafe, nothing lost) the core's one start-up event says it all, and the
+    // homeowner's event list gets one line per start; the raw findings go to the log. Anything unsafe or a
+    // lost island state is an event of its own (a warning).
+    const findings = startupFindings({ ...kept, ports: this.ports, nowMs: this.clock.nowMs() });
+    if (findings.severity === 'info') this.log('info', findings.message);
+    else this.emit(findings);
     this.recover();
     this.decideNow();
     if (this.opts.timer !== false) this.armTimer();

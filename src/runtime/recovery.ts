@@ -185,6 +185,7 @@ export function startupFindings(o: {
   parts.push(`grid ${grid === undefined ? 'unknown' : grid ? 'present' : 'absent'}`);
   const reading = o.ports.inverter.state().reading;
   parts.push(reading ? `inverter ${reading.gridForming ? 'forming the grid' : 'not forming'} (reading ${Math.max(0, Math.round((o.nowMs - reading.atMs) / 1000))} s old)` : 'no inverter reading yet');
-  const unsafe = (o.island && o.island.phase !== 'on-grid') || reading?.gridForming || relays?.contactorFeedbackClosed === false;
-  return { kind: 'startup', severity: unsafe ? 'warning' : 'info', message: `start-up found: ${parts.join(', ')}` };
+  // a start off the grid or forming, a contactor found open, or a saved state that could not be used: worth a warning
+  const notable = o.problem !== undefined || (o.island && o.island.phase !== 'on-grid') || reading?.gridForming || relays?.contactorFeedbackClosed === false;
+  return { kind: 'startup', severity: notable ? 'warning' : 'info', message: `start-up found: ${parts.join(', ')}` };
 }

@@ -186,10 +186,28 @@ test('a saved island state that cannot be used is named in the start-up event an
   // the core's own start-up event may come first (the board's lines are acted on before the devices open)
   const startup = events.filter((e) => e.kind === 'startup').map((e) => e.message).join('\n');
   assert.match(startup, /unknown phase "floating"; starting without it/);
+  assert.ok(events.some((e) => e.kind === 'startup' && e.severity === 'warning' && /floating/.test(e.message)), 'a lost island state is a warning');
   assert.equal(rt.memorySnapshot().island.phase, 'on-grid');
   assert.equal(saved.length, 1, 'the island state in force is saved once');
   assert.equal(JSON.parse(saved[0].json).phase, 'on-grid');
   await stepUntil(clock, () => false, 5000, 100);
   assert.equal(saved.length, 1, 'and not again while it does not change');
+  await drive(clock, rt.stop());
+});
+
+test('a usual start is one start-up event in the event list; the raw findings go to the log', async () => {
+  const clock = new VirtualClock(T);
+  const site = new SimSite({ clock, vehicle: { capacityWh: 50000, socPct: 85, maxChargeW: 11000, maxDischargeW: 11000 }, inverter: { ratedW: 11000, efficiency: 0.95 }, houseLoadW: 500 });
+  const config = loadConfig(null, { timezone: 'UTC', uplink: { url: null }, vehicle: { departureTime: null } });
+  const events: CoreEvent[] = [];
+  const logs: string[] = [];
+  const rt = new Runtime({ ports: site.ports(), config, onEvent: (e) => events.push(e), log: (_l, m) => logs.push(m) });
+  await drive(clock, rt.start());
+  await stepUntil(clock, () => false, 3000, 100);
+  const startup = events.filter((e) => e.kind === 'startup');
+  assert.equal(startup.length, 1, startup.map((e) => e.message).join('\n'));
+  assert.equal(startup[0]!.severity, 'info');
+  assert.match(startup[0]!.message, /resuming in on-grid/);
+  assert.ok(logs.some((m) => /^start-up found: no saved island state/.test(m)), logs.join('\n'));
   await drive(clock, rt.stop());
 });
