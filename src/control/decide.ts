@@ -22,17 +22,17 @@ import { calendarMs } from './time.ts';
 import { floorsWithOverrides, overrideChargeReason, overrideEvents, overridesInForce, overridesKey } from './overrides.ts';
 import type { CoreEvent, DispatchRecord, DispatchResponse, Memory, Mode, Plan, ReasonCode, RestoredState, Snapshot } from './types.ts';
 
+/** How far above the departure floor the SoC must be, %, before a just-in-time charge is let go (it starts within 0.5 %). */
+export const DEPARTURE_LATCH_RELEASE_PCT = 2;
+/** Inverter port faults that mean "this command cannot be carried out" (hal/inverter: unrepresentable, not_following). */
+const INVERTER_REFUSALS = /\b(unrepresentable|not_following):/;
+
 /**
  * Memory at a start. It starts reconciling (`startup`): nothing is assumed about the contactor, the
  * inverter or the grid until decide() has seen them (docs/architecture.md, start-up reconciliation).
  * `restored` is what the store kept from the previous run; it is reported, and its outage start kept,
  * but the grid's stable time is not carried over (nobody watched the grid while the process was down).
  */
-/** Inverter port faults that mean "this command cannot be carried out" (hal/inverter: unrepresentable, not_following). */
-/** How far above the departure floor the SoC must be, %, before a just-in-time charge is let go (it starts within 0.5 %). */
-export const DEPARTURE_LATCH_RELEASE_PCT = 2;
-const INVERTER_REFUSALS = /\b(unrepresentable|not_following):/;
-
 export function initialMemory(nowMs: number, restored?: RestoredState): Memory {
   const island = usableIsland(restored?.island);
   const savedAtMs = restored?.savedAtMs;
