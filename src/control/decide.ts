@@ -269,7 +269,9 @@ export function decide(input: Snapshot, c: ControlSettings, m: Memory, nowMs: nu
   else if (grid.zeroReason) blockedBy = grid.zeroReason;
   else if (!c.vehicle.v2gEnabled) blockedBy = 'v2g_disabled';
   else if (!s.vehicle.connected) blockedBy = 'no_vehicle';
-  else if (!healthy) blockedBy = 'fault';
+  // inputs stale or a device not answering, for less than faultAfterS (or no reading yet at a start): not a
+  // fault yet, and an aggregator told "fault" looks for one (regression dispatch-reason-while-stale)
+  else if (!healthy) blockedBy = 'stale_data';
   for (const cmd of s.commands) {
     const r = intake(records, cmd, {
       nowMs: wallMs, blockedBy, socPct: soc, effectiveFloorPct: f.effectiveFloorPct, maxSocPct: s.vehicle.maxSocPct ?? 100,
