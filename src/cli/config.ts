@@ -2,8 +2,7 @@
 import { ConfigError, getKey, loadConfig, parseConfigValue } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
 import { changeSettings, SettingsError } from '../homeowner/settings.ts';
-import { TIME_OF_DAY_KEYS } from '../homeowner/wording.ts';
-import { plainProblem } from '../homeowner/wording.ts';
+import { TIME_OF_DAY_KEYS, plainProblem } from '../homeowner/wording.ts';
 import { EXIT, parse, UsageError, type CliIo } from './common.ts';
 import { configPathFrom } from './context.ts';
 import { reloadAnswer } from './daemon-link.ts';
