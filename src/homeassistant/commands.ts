@@ -24,7 +24,7 @@ const NUMBERS: Record<string, string> = {
 };
 
 /** Entities that take a command (the last part of the command topic). */
-export const COMMAND_ENTITIES = [...Object.keys(NUMBERS), 'v2g', 'charge_mode', 'v2g_pause', 'charge_now', 'charge_now_stop', 'reserve_tonight', 'reserve_stop'];
+export const COMMAND_ENTITIES = [...Object.keys(NUMBERS), 'v2g', 'departure_time', 'charge_mode', 'v2g_pause', 'charge_now', 'charge_now_stop', 'reserve_tonight', 'reserve_stop'];
 
 export interface CommandContext {
   /** The local config file. */
@@ -69,6 +69,9 @@ export function handleCommand(entity: string, payloadText: string, ctx: CommandC
     case 'v2g':
       if (payload !== 'ON' && payload !== 'OFF') return { ok: false, what: 'vehicle.v2gEnabled', problems: [`vehicle.v2gEnabled takes ON or OFF; you gave ${shortJson(payloadText)}`] };
       return setting(ctx, 'vehicle.v2gEnabled', payload === 'ON');
+    case 'departure_time':
+      // empty: no fixed departure (the car's own, if it sends one); "7:30" is written as "07:30"
+      return setting(ctx, 'vehicle.departureTime', payload === '' ? null : payload);
     case 'charge_mode':
       if (!ctx.config.charge) return { ok: false, what: 'charge.mode', problems: ['charge.mode is not a setting of this device'] };
       return setting(ctx, 'charge.mode', payload);

@@ -18,6 +18,9 @@ export interface HaTopics {
   haStatus: string;
 }
 
+/** What the Departure time entity takes: a 24-hour time (the hour may have one digit), or nothing for none. */
+export const DEPARTURE_TIME_PATTERN = '^(([01]?[0-9]|2[0-3]):[0-5][0-9])?$';
+
 export function haTopics(config: Pick<Config, 'deviceId' | 'homeassistant'>): HaTopics {
   const ha = config.homeassistant!;
   const root = `${ha.baseTopic}/${config.deviceId}/ha`;
@@ -85,6 +88,12 @@ export function discoveryPayload(config: Config, version: string): Record<string
     discharge_floor: number('Discharge floor', 'dischargeFloorPct', 'discharge_floor', 0, 100, '%'),
     backup_floor: number('Backup floor', 'backupFloorPct', 'backup_floor', 0, 100, '%'),
     target_soc: number('Departure target', 'targetSocPct', 'target_soc', 0, 100, '%'),
+    // a text entity (MQTT has no time entity): HH:MM or H:MM, empty for no fixed departure; HA checks the
+    // pattern before sending, the wallbox checks again (src/homeowner/settings.ts)
+    departure_time: {
+      platform: 'text', name: 'Departure time', state_topic: t.state, value_template: value('departureTime'), command_topic: `${t.command}/departure_time`,
+      min: 0, max: 5, pattern: DEPARTURE_TIME_PATTERN, icon: 'mdi:car-clock',
+    },
     backup_hours_target: number('Backup target', 'backupTargetHours', 'backup_hours_target', 0, 168, 'h', 'box'),
     v2g: { platform: 'switch', name: 'V2G', state_topic: t.state, value_template: value('v2g'), command_topic: `${t.command}/v2g`, payload_on: 'ON', payload_off: 'OFF', state_on: 'ON', state_off: 'OFF', icon: 'mdi:transmission-tower-export' },
     v2g_pause: { platform: 'select', name: 'Pause V2G', state_topic: t.state, value_template: value('v2gPause'), command_topic: `${t.command}/v2g_pause`, options: Object.keys(V2G_PAUSE_OPTIONS), icon: 'mdi:pause-circle' },
@@ -164,6 +173,7 @@ export function statePayload(status: Obj, config: Config, wallMs: number, pauseL
     dischargeFloorPct: config.vehicle.dischargeFloorPct,
     backupFloorPct: config.vehicle.backupFloorPct,
     targetSocPct: config.vehicle.targetSocPct,
+    departureTime: config.vehicle.departureTime ?? '',
     backupTargetHours: config.backup.targetHours,
     v2g: onOff(config.vehicle.v2gEnabled),
     chargeMode: config.charge?.mode ?? null,

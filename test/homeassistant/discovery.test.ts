@@ -104,6 +104,7 @@ const EXPECTED: Record<string, Record<string, unknown>> = {
   discharge_floor: { platform: 'number', min: 0, max: 100 },
   backup_floor: { platform: 'number', min: 0, max: 100 },
   target_soc: { platform: 'number', min: 0, max: 100 },
+  departure_time: { platform: 'text', min: 0, max: 5 },
   v2g: { platform: 'switch' },
   charge_mode: { platform: 'select' },
   v2g_pause: { platform: 'select' },
@@ -170,6 +171,34 @@ describe('Home Assistant discovery', () => {
     const before = obs.count.get(DISCOVERY) ?? 0;
     await obs.client.publishAsync('homeassistant/status', 'online', { qos: 1 });
     await waitFor('a new discovery', () => ((obs.count.get(DISCOVERY) ?? 0) > before ? true : undefined));
+  });
+
+  test('departure time from Home Assistant: 6:15 is written 06:15, empty is none, 25:00 is refused with the file unchanged', async (t) => {
+    const w = await world(t);
+    w.link.start();
+    const obs = await watcher(w.broker.url, [`wallbox/${DEVICE}/ha/state`, DISCOVERY]);
+    t.after(() => obs.client.endAsync());
+    const d = JSON.parse(await waitFor('discovery', () => obs.last.get(DISCOVERY))) as { cmps: Record<string, { pattern?: string }> };
+    // the pattern HA checks before sending: what a person types, and nothing else
+    const pattern = new RegExp(d.cmps.departure_time!.pattern!);
+    for (const ok of ['06:15', '6:15', '23:59', '0:00', '']) assert.ok(pattern.test(ok), `${ok} is taken`);
+    for (const bad of ['24:00', '6:5', '6.15', '06:15:00', 'soon']) assert.ok(!pattern.test(bad), `${bad} is not`);
+    const state = () => JSON.parse(obs.last.get(`wallbox/${DEVICE}/ha/state`) ?? '{}') as { departureTime?: string };
+    const inFile = () => (JSON.parse(readFileSync(w.path, 'utf8')) as { vehicle?: { departureTime?: string | null } }).vehicle?.departureTime;
+    const set = `wallbox/${DEVICE}/ha/set/departure_time`;
+
+    await obs.client.publishAsync(set, '6:15', { qos: 1 });
+    await waitFor('06:15 in the file', () => (inFile() === '06:15' ? true : undefined));
+    await waitFor('06:15 in the state', () => (state().departureTime === '06:15' ? true : undefined));
+    await obs.client.publishAsync(set, '', { qos: 1 });
+    await waitFor('no departure in the file', () => (inFile() === null ? true : undefined));
+    await waitFor('empty in the state', () => (state().departureTime === '' ? true : undefined));
+
+    const before = readFileSync(w.path, 'utf8');
+    await obs.client.publishAsync(set, '25:00', { qos: 1 });
+    const refusal = await waitFor('the refusal event', () => w.events.find((e) => e.severity === 'warning' && /departureTime/.test(e.message)));
+    assert.match(refusal.message, /must be a time like 07:30 \(24-hour HH:MM\); you gave "25:00"/);
+    assert.equal(readFileSync(w.path, 'utf8'), before, 'the refused time left the file as it was');
   });
 
   test('a number command changes the config (valid) or is refused in plain words with the file unchanged (invalid)', async (t) => {
