@@ -146,6 +146,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const onInt = () => onSignal('SIGINT');
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
+  // SIGHUP from the first line on too: its default action ends the process (a `systemctl reload` or an
+  // installer's `kill -HUP` during a start killed it). Until the reload path exists it changes nothing: the
+  // config is read as the start goes on, and a change after that read is seen by the watcher's first look.
+  let reloadOnHup: (() => void) | undefined;
+  const onHup = () => (reloadOnHup ? reloadOnHup() : log('info', stopping ? 'SIGHUP while stopping: nothing to reload' : 'SIGHUP during start-up: the config is read as the start goes on'));
+  process.on('SIGHUP', onHup);
   const onRejection = (reason: unknown) => log('error', `unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}`);
   process.on('unhandledRejection', onRejection);
 
@@ -162,6 +168,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     }, STOP_BUDGET_MS);
     deadline.unref();
     stopping = true;
+    reloadOnHup = undefined;
     log('info', parts.runtime ? `${why}: stopping (power to zero)` : `${why}: stopping`);
     notifier.notify('STOPPING=1');
     for (const t of Object.values(timers)) clearInterval(t);
@@ -183,6 +190,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     notifier.close();
     process.off('SIGTERM', onTerm);
     process.off('SIGINT', onInt);
+    process.off('SIGHUP', onHup);
     process.off('unhandledRejection', onRejection);
     clearTimeout(deadline);
     // a connection attempt that never answered (a broker port that does not speak MQTT) may still hold the
@@ -314,6 +322,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
 
   // watched before the status socket answers: once `status` answers, an edit of the file is seen (a change
   // made before the watch began is caught by the watcher's first look against the fingerprint taken at load)
+  reloadOnHup = () => void reload('SIGHUP');
   watcher = new ConfigFileWatcher({ path: cfgPath, baseline: loadedFingerprint, onChange: () => void reload('file changed'), warn: (m) => log('warn', m) });
   watcher.start();
 
@@ -370,8 +379,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   });
   parts.ha.start();
 
-  const onHup = () => void reload('SIGHUP');
-  process.on('SIGHUP', onHup);
 
   if (opts.statusLines) timers.status = setInterval(() => process.stdout.write(statusLine(rt.status()) + '\n'), 1000);
 
@@ -395,6 +402,5 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   log('info', `wallbox ${VERSION} running as ${config.deviceId}; config ${cfgPath}`);
 
   await stopRequested;
-  process.off('SIGHUP', onHup);
   await shutdown(stopSignal ?? 'stop');
 }

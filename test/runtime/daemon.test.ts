@@ -150,6 +150,30 @@ describe('daemon', () => {
     }
   });
 
+  test('sighup-during-start: a SIGHUP while the daemon starts does not end it (its default action would)', async () => {
+    const dir = tempDir();
+    const cfg = join(dir, 'local.json');
+    writeFileSync(cfg, JSON.stringify(await simConfig(dir)));
+    const d = startDaemon(cfg, dir);
+    try {
+      // the first line the daemon logs comes before the hardware, the runtime and the reload path exist
+      await waitFor('the first log line', () => (/ (info|warn|error) /.test(d.out()) ? true : undefined), 300, 20);
+      d.child.kill('SIGHUP');
+      const s = (await waitFor('status after the SIGHUP', () => askStatus(d.sock, { cmd: 'status' }, 500))) as Status;
+      assert.equal(s.deviceId, 'test-daemon');
+      assert.equal(d.child.exitCode, null, `still running:\n${d.out()}`);
+      assert.equal(d.child.signalCode, null);
+      // and once it runs, SIGHUP reloads as always
+      d.child.kill('SIGHUP');
+      await waitFor('SIGHUP reload', () => (/config reloaded \(SIGHUP\)/.test(d.out()) ? true : undefined));
+      d.child.kill('SIGTERM');
+      assert.equal(await d.exitWithin(STOP_BUDGET_MS + 5000), 0, d.out());
+    } finally {
+      if (d.child.exitCode === null) d.child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a reload names the keys needing a restart (event and `wallbox config set`); live keys apply at once', async () => {
     const dir = tempDir();
     const cfg = join(dir, 'local.json');
