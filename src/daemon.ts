@@ -281,6 +281,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   };
   const reloadNow = async (why: string): Promise<ReloadResult> => {
     let next: Config;
+    // what this read sees is the watcher's new baseline: a `config set` or a SIGHUP is not reloaded a second
+    // time as "file changed" (the fingerprint is taken before the read, so a later write is still seen)
+    watcher?.accept(await configFingerprint(cfgPath));
     try {
       next = await loadConfigFile(cfgPath);
     } catch (e) {

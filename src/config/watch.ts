@@ -80,6 +80,14 @@ export class ConfigFileWatcher {
     this.closeWatch();
   }
 
+  /**
+   * The file was just read by another path (SIGHUP, `wallbox config set`, the page): `fingerprint` (taken
+   * before that read) is the new baseline, so the watch does not reload the same change a second time.
+   */
+  accept(fingerprint: string): void {
+    this.last = fingerprint;
+  }
+
   /** True while inotify delivers events; false when only the poll sees changes. */
   watching(): boolean {
     return this.watcher !== undefined;

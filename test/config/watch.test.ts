@@ -16,7 +16,7 @@ import { waitFor } from '../helpers/wait.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function setUp(opts: { inotify: boolean }) {
+async function setUp(opts: { inotify: boolean; debounceMs?: number }) {
   const dir = mkdtempSync(join(tmpdir(), 'wallbox-watch-'));
   const path = join(dir, 'local.json');
   writeFileSync(path, '{"vehicle":{"dischargeFloorPct":40}}');
@@ -27,7 +27,7 @@ async function setUp(opts: { inotify: boolean }) {
     throw Object.assign(new Error('ENOSPC: System limit for number of file watchers reached'), { code: 'ENOSPC' });
   };
   const w = new ConfigFileWatcher({
-    path, baseline, pollMs: 50, debounceMs: 30, onChange: () => changes++, warn: (m) => warnings.push(m),
+    path, baseline, pollMs: 50, debounceMs: opts.debounceMs ?? 30, onChange: () => changes++, warn: (m) => warnings.push(m),
     ...(opts.inotify ? {} : { watchFn: noInotify }),
   });
   return {
@@ -77,6 +77,23 @@ describe('config file watcher', () => {
     try {
       unlinkSync(t.path);
       t.w.start();
+      await t.expectChanges(1);
+    } finally {
+      t.done();
+    }
+  });
+
+  test('a change another path has already read (accept) is not reported again; a later one is', async () => {
+    // a long quiet time: the accept below comes well within it, however loaded the machine
+    const t = await setUp({ inotify: true, debounceMs: 600 });
+    try {
+      t.w.start();
+      writeFileSync(t.path, '{"vehicle":{"dischargeFloorPct":44}}');
+      // `wallbox config set` wrote it and the daemon read it at once: its fingerprint is accepted
+      t.w.accept(await configFingerprint(t.path));
+      await sleep(1200);
+      assert.equal(t.changes(), 0, 'the same change is not reloaded twice');
+      writeFileSync(t.path, '{"vehicle":{"dischargeFloorPct":46}}');
       await t.expectChanges(1);
     } finally {
       t.done();
