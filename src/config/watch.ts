@@ -51,6 +51,7 @@ export interface ConfigWatchOptions {
 export class ConfigFileWatcher {
   private watcher: FSWatcher | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
+  /** Set while a report waits out its quiet time. */
   private debounce: NodeJS.Timeout | undefined;
   private last: string;
   private stopped = false;
@@ -134,7 +135,9 @@ export class ConfigFileWatcher {
     try {
       // a watch lost earlier (directory gone and back, instances freed) is taken up again
       if (!this.watcher) this.tryWatch();
-      if ((await configFingerprint(this.opts.path)) !== this.last) this.schedule();
+      // a report already waiting is left to its quiet time: re-arming it on every look would put it off for
+      // as long as the file differs (forever, with a look more often than the quiet time)
+      if (this.debounce === undefined && (await configFingerprint(this.opts.path)) !== this.last) this.schedule();
     } finally {
       this.polling = false;
     }
@@ -147,6 +150,7 @@ export class ConfigFileWatcher {
   }
 
   private async fire(): Promise<void> {
+    this.debounce = undefined;
     if (this.stopped) return;
     // the baseline is taken before the reload reads the file: a write during the read is seen next time
     const now = await configFingerprint(this.opts.path);

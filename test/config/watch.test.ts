@@ -84,7 +84,9 @@ describe('config file watcher', () => {
   });
 
   test('a change another path has already read (accept) is not reported again; a later one is', async () => {
-    // a long quiet time: the accept below comes well within it, however loaded the machine
+    // a long quiet time: the accept below comes well within it, however loaded the machine. With looks (50 ms)
+    // far more often than the quiet time this also checks a waiting report is not put off by every look
+    // (it was: the second change below was never reported)
     const t = await setUp({ inotify: true, debounceMs: 600 });
     try {
       t.w.start();
