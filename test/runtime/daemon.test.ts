@@ -70,14 +70,27 @@ async function simConfig(dir: string, extra: Record<string, unknown> = {}): Prom
   };
 }
 
+/**
+ * A daemon on a fresh simulated config (`simConfig(dir, extra)`) in its own directory; whatever `body` does,
+ * the process is killed if still running and the directory removed afterwards.
+ */
+async function withSimDaemon(extra: Record<string, unknown>, body: (d: Daemon, ctx: { cfg: string; config: Record<string, unknown> }) => Promise<void>): Promise<void> {
+  const dir = tempDir();
+  const cfg = join(dir, 'local.json');
+  const config = await simConfig(dir, extra);
+  writeFileSync(cfg, JSON.stringify(config));
+  const d = startDaemon(cfg, dir);
+  try {
+    await body(d, { cfg, config });
+  } finally {
+    if (d.child.exitCode === null) d.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('daemon', () => {
   test('status over the socket, invalid config refused with the last good kept, clean stop', async () => {
-    const dir = tempDir();
-    const cfg = join(dir, 'local.json');
-    const good = await simConfig(dir);
-    writeFileSync(cfg, JSON.stringify(good));
-    const d = startDaemon(cfg, dir);
-    try {
+    await withSimDaemon({}, async (d, { cfg, config: good }) => {
       const s1 = (await waitFor('status', () => askStatus(d.sock, { cmd: 'status' }, 500))) as Status;
       assert.equal(s1.deviceId, 'test-daemon');
       assert.equal(s1.floors.dischargeFloorPct, 40);
@@ -98,10 +111,7 @@ describe('daemon', () => {
       d.child.kill('SIGTERM');
       assert.equal(await d.exitWithin(STOP_BUDGET_MS + 5000), 0, d.out());
       assert.match(d.out(), /SIGTERM: stopping/);
-    } finally {
-      if (d.child.exitCode === null) d.child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test('an invalid config at start is a clear error and exit code 78', async () => {
@@ -129,11 +139,7 @@ describe('daemon', () => {
   });
 
   test('a deleted config on reload keeps the last good config and raises an event', async () => {
-    const dir = tempDir();
-    const cfg = join(dir, 'local.json');
-    writeFileSync(cfg, JSON.stringify(await simConfig(dir, { vehicle: { dischargeFloorPct: 42, v2gEnabled: false } })));
-    const d = startDaemon(cfg, dir);
-    try {
+    await withSimDaemon({ vehicle: { dischargeFloorPct: 42, v2gEnabled: false } }, async (d, { cfg }) => {
       await waitFor('status', () => askStatus(d.sock, { cmd: 'status' }, 500));
       unlinkSync(cfg);
       await waitFor('the refusal event', () => (/\[config\] config .* refused \(file changed\), keeping the last good one: cannot read file/.test(d.out()) ? true : undefined));
@@ -144,18 +150,11 @@ describe('daemon', () => {
       assert.equal(d.child.exitCode, null);
       d.child.kill('SIGTERM');
       assert.equal(await d.exitWithin(STOP_BUDGET_MS + 5000), 0);
-    } finally {
-      if (d.child.exitCode === null) d.child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test('sighup-during-start: a SIGHUP while the daemon starts does not end it (its default action would)', async () => {
-    const dir = tempDir();
-    const cfg = join(dir, 'local.json');
-    writeFileSync(cfg, JSON.stringify(await simConfig(dir)));
-    const d = startDaemon(cfg, dir);
-    try {
+    await withSimDaemon({}, async (d) => {
       // the first line the daemon logs comes before the hardware, the runtime and the reload path exist
       await waitFor('the first log line', () => (/ (info|warn|error) /.test(d.out()) ? true : undefined), 300, 20);
       d.child.kill('SIGHUP');
@@ -168,18 +167,11 @@ describe('daemon', () => {
       await waitFor('SIGHUP reload', () => (/config reloaded \(SIGHUP\)/.test(d.out()) ? true : undefined));
       d.child.kill('SIGTERM');
       assert.equal(await d.exitWithin(STOP_BUDGET_MS + 5000), 0, d.out());
-    } finally {
-      if (d.child.exitCode === null) d.child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test('a reload names the keys needing a restart (event and `wallbox config set`); live keys apply at once', async () => {
-    const dir = tempDir();
-    const cfg = join(dir, 'local.json');
-    writeFileSync(cfg, JSON.stringify(await simConfig(dir)));
-    const d = startDaemon(cfg, dir);
-    try {
+    await withSimDaemon({}, async (d, { cfg }) => {
       await waitFor('status', () => askStatus(d.sock, { cmd: 'status' }, 500));
       const { main } = await import('../../src/cli.ts');
       const run = async (...args: string[]) => {
@@ -206,10 +198,7 @@ describe('daemon', () => {
       assert.doesNotMatch(reward.text, /picks it up/);
       d.child.kill('SIGTERM');
       assert.equal(await d.exitWithin(STOP_BUDGET_MS + 5000), 0);
-    } finally {
-      if (d.child.exitCode === null) d.child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test('a taken simulator port: a clear error and exit 1, not a silent hang', async () => {
